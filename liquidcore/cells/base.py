@@ -1,0 +1,74 @@
+"""The contract every recurrent cell of liquidcore keeps.
+
+A cell advances one event per stream: ``forward(x[B, F], h[B, S], dt[B, 1]) -> (out[B, O],
+h'[B, S])``. ``dt`` arrives already checked and shaped by :mod:`liquidcore.timing`, in model
+time units and in the cell's dtype. The state is one flat float tensor per stream (a mixed-memory
+cell concatenates its parts), so a store can keep it as raw bytes. State is returned, never
+mutated in place.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class LiquidCell(nn.Module, ABC):
+    """Base class of registered cells. Subclasses set ``cell_type`` and the three sizes."""
+
+    cell_type: ClassVar[str]
+    input_size: int
+    state_size: int
+    output_size: int
+
+    @abstractmethod
+    def forward(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """One event per stream: ``(x[B,F], h[B,S], dt[B,1]) -> (out[B,O], h'[B,S])``."""
+
+    @abstractmethod
+    def output_of(self, h: Tensor) -> Tensor:
+        """The output ``[B, O]`` that state ``h`` gives (what ``forward`` returns beside it)."""
+
+    @abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable config with ``type`` = ``cell_type``; ``from_config`` inverts it."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict[str, Any]) -> LiquidCell:
+        """Rebuild the cell (same class, same shapes) from ``get_config()``."""
+
+    def init_state(
+        self, n: int, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """The state of ``n`` fresh streams (zeros, as ncps)."""
+        p = next(self.parameters(), None)
+        dtype = dtype or (p.dtype if p is not None else torch.float32)
+        device = device or (p.device if p is not None else None)
+        return torch.zeros(n, self.state_size, dtype=dtype, device=device)
+
+    def apply_constraints(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Project parameters back to their valid range after an optimiser step."""
+
+    def forward_sequence(
+        self, x: Tensor, h: Tensor, dt: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Apply ``T`` events in order: ``(x[B,T,F], h[B,S], dt[B,T], mask[B,T]|None)``.
+
+        Returns ``(out[B,T,O], h_T)``. A masked-out step (``mask`` False) leaves the state as it
+        was and outputs what that state gives. Cells may override this with a faster equivalent;
+        it must equal stepping ``forward`` one event at a time.
+        """
+        outs = []
+        for t in range(x.shape[1]):
+            out, h_new = self(x[:, t], h, dt[:, t : t + 1])
+            if mask is not None:
+                keep = mask[:, t : t + 1]
+                h_new = torch.where(keep, h_new, h)
+                out = torch.where(keep, out, self.output_of(h))
+            h = h_new
+            outs.append(out)
+        return torch.stack(outs, dim=1), h

@@ -1,0 +1,88 @@
+"""The one boundary where elapsed time (Δt) is checked and shaped.
+
+Dtype rule for time: absolute timestamps are float64 seconds since the Unix epoch (float32 has a
+spacing of 128 s at 1.7e9 s, so it cannot hold them); differences are taken in float64 and only
+then cast to the compute dtype of the cell, where they are small numbers in model time units.
+
+Shapes: a step takes Δt per stream and returns it as ``[B, 1]`` so that it broadcasts over the
+units of every stream's own row. A batch dimension is never squeezed: squeezing ``[B, 1]`` to
+``[B]`` is what makes ncps broadcast Δt across units (its issues 81-83).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+ElapsedLike = float | int | Tensor
+
+
+def check_elapsed(dt: Tensor, what: str = "elapsed time") -> None:
+    """Raise ``ValueError`` unless every Δt is finite and non-negative."""
+    if dt.numel() == 0:
+        return
+    if not bool(torch.isfinite(dt).all()):
+        raise ValueError(f"{what} must be finite; got NaN or infinity")
+    if bool((dt < 0).any()):
+        raise ValueError(f"{what} must be >= 0; got {float(dt.min())}")
+
+
+def elapsed_for_step(
+    dt: ElapsedLike,
+    batch: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Normalise a step's Δt to ``[batch, 1]``.
+
+    Accepts a Python number or 0-d tensor (the same Δt for every stream), ``[batch]`` or
+    ``[batch, 1]``. Anything else is ambiguous and refused.
+    """
+    t = torch.as_tensor(dt, dtype=dtype, device=device)
+    if t.dim() == 0:
+        t = t.expand(batch, 1)
+    elif t.dim() == 1 and t.shape[0] == batch:
+        t = t.unsqueeze(1)
+    elif t.dim() == 2 and t.shape == (batch, 1):
+        pass
+    else:
+        raise ValueError(
+            f"elapsed time for a step of {batch} streams must be a number, [{batch}] or "
+            f"[{batch}, 1]; got shape {list(t.shape)}"
+        )
+    if check:
+        check_elapsed(t)
+    return t
+
+
+def elapsed_for_sequence(
+    dt: ElapsedLike | None,
+    batch: int,
+    steps: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Normalise a sequence's Δt to ``[batch, steps]``.
+
+    ``None`` means one model time unit per step. Accepts a number or 0-d tensor, ``[batch, steps]``
+    or ``[batch, steps, 1]``. A 1-d ``[steps]`` is refused: it is ambiguous when batch == steps.
+    """
+    if dt is None:
+        return torch.ones(batch, steps, dtype=dtype, device=device)
+    t = torch.as_tensor(dt, dtype=dtype, device=device)
+    if t.dim() == 0:
+        t = t.expand(batch, steps)
+    elif t.dim() == 3 and t.shape == (batch, steps, 1):
+        t = t[..., 0]
+    elif not (t.dim() == 2 and t.shape == (batch, steps)):
+        raise ValueError(
+            f"elapsed time for a sequence of {batch} streams x {steps} steps must be a number, "
+            f"[{batch}, {steps}] or [{batch}, {steps}, 1]; got shape {list(t.shape)}"
+        )
+    if check:
+        check_elapsed(t)
+    return t
