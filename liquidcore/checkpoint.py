@@ -51,7 +51,7 @@ def save_model(model: LiquidModel, path: str | Path) -> str:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     weights = _weights_bytes(model)
-    config = {
+    config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model": model.get_config(),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),

@@ -23,6 +23,9 @@ class ReadoutHead(nn.Module):
     module without ``proj_size`` does.
     """
 
+    target_mean: Tensor
+    target_std: Tensor
+
     def __init__(
         self,
         in_features: int,

@@ -38,6 +38,9 @@ def _names(names: Sequence[str] | None, size: int, what: str) -> list[str] | Non
 class LiquidModel(nn.Module):
     """Input normalisation, a liquid cell and a readout head, with time and names attached."""
 
+    input_mean: Tensor
+    input_std: Tensor
+
     def __init__(
         self,
         cell: LiquidCell,
@@ -169,7 +172,9 @@ class LiquidModel(nn.Module):
             raise ValueError(f"h0 must be [{B}, {self.state_size}]; got {list(h.shape)}")
         for name, m in (("mask", mask), ("reset", reset)):
             if m is not None and (m.shape != (B, T) or m.dtype != torch.bool):
-                raise ValueError(f"{name} must be a bool tensor [{B}, {T}]; got {m.dtype} {list(m.shape)}")
+                raise ValueError(
+                    f"{name} must be a bool tensor [{B}, {T}]; got {m.dtype} {list(m.shape)}"
+                )
         if dt is None:
             dt_units = torch.ones(B, T, dtype=h.dtype, device=x.device)
         else:

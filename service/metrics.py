@@ -22,12 +22,39 @@ from prometheus_client import (
 
 # 0.1 ms to 2.5 s: from an in-memory store hit to a stalled Redis.
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(0, 17))  # 1 .. 65536 events
 # Δt and lag span a dropped packet (ms) to a device asleep for a day.
 TIME_GAP_BUCKETS = (
-    0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+    0.001,
+    0.01,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    21600.0,
+    86400.0,
 )
 
 EVENT_OUTCOMES = ("applied", "duplicate", "out_of_order", "rejected", "reset")
@@ -45,20 +72,29 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
-            "liquid_http_requests", "HTTP requests by route template, method and status code.",
-            ["route", "method", "status"], registry=r,
+            "liquid_http_requests",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
         )
         self.http_request_duration = Histogram(
-            "liquid_http_request_duration_seconds", "HTTP request latency by route template.",
-            ["route", "method"], buckets=LATENCY_BUCKETS, registry=r,
+            "liquid_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.events = Counter(
-            "liquid_events", "Events by outcome (applied, duplicate, out_of_order, rejected, reset).",
-            ["outcome"], registry=r,
+            "liquid_events",
+            "Events by outcome (applied, duplicate, out_of_order, rejected, reset).",
+            ["outcome"],
+            registry=r,
         )
         self.stream_resets = Counter(
-            "liquid_stream_resets", "Stream states restarted, by reason (gap, model_change, expired).",
-            ["reason"], registry=r,
+            "liquid_stream_resets",
+            "Stream states restarted, by reason (gap, model_change, expired).",
+            ["reason"],
+            registry=r,
         )
         self.state_conflicts = Counter(
             "liquid_state_conflicts",
@@ -66,47 +102,71 @@ class Metrics:
             registry=r,
         )
         self.queue_wait = Histogram(
-            "liquid_queue_wait_seconds", "Time an event waited in the batcher queue.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "liquid_queue_wait_seconds",
+            "Time an event waited in the batcher queue.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_compute = Histogram(
-            "liquid_batch_compute_seconds", "Model compute time of one batched step.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "liquid_batch_compute_seconds",
+            "Model compute time of one batched step.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.state_store = Histogram(
-            "liquid_state_store_seconds", "State store round trip for a batch, by operation.",
-            ["op"], buckets=LATENCY_BUCKETS, registry=r,
+            "liquid_state_store_seconds",
+            "State store round trip for a batch, by operation.",
+            ["op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
-            "liquid_batch_size", "Events per batched step.", buckets=BATCH_SIZE_BUCKETS, registry=r,
+            "liquid_batch_size",
+            "Events per batched step.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
         )
         self.event_dt = Histogram(
-            "liquid_event_dt_seconds", "Elapsed time Δt applied to events.",
-            buckets=TIME_GAP_BUCKETS, registry=r,
+            "liquid_event_dt_seconds",
+            "Elapsed time Δt applied to events.",
+            buckets=TIME_GAP_BUCKETS,
+            registry=r,
         )
         self.event_lag = Histogram(
-            "liquid_event_lag_seconds", "Receive time minus event time.",
-            buckets=TIME_GAP_BUCKETS, registry=r,
+            "liquid_event_lag_seconds",
+            "Receive time minus event time.",
+            buckets=TIME_GAP_BUCKETS,
+            registry=r,
         )
         self.active_streams = Gauge(
-            "liquid_active_streams", "Streams with an event in the active window, this process.",
-            registry=r, multiprocess_mode="livesum",
+            "liquid_active_streams",
+            "Streams with an event in the active window, this process.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.websocket_connections = Gauge(
-            "liquid_websocket_connections", "Open live-feed WebSocket connections.",
-            registry=r, multiprocess_mode="livesum",
+            "liquid_websocket_connections",
+            "Open live-feed WebSocket connections.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.live_dropped = Counter(
             "liquid_live_messages_dropped",
-            "Live messages dropped because a subscriber's buffer was full.", registry=r,
+            "Live messages dropped because a subscriber's buffer was full.",
+            registry=r,
         )
         self.model_info = Gauge(
-            "liquid_model_info", "Served models (value 1), by name and version hash.",
-            ["model", "version"], registry=r, multiprocess_mode="liveall",
+            "liquid_model_info",
+            "Served models (value 1), by name and version hash.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="liveall",
         )
         self.state_store_up = Gauge(
-            "liquid_state_store_up", "1 when the state store answered its last health check.",
-            registry=r, multiprocess_mode="livemin",
+            "liquid_state_store_up",
+            "1 when the state store answered its last health check.",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         for outcome in EVENT_OUTCOMES:
             self.events.labels(outcome=outcome)

@@ -50,7 +50,7 @@ class LiquidCell(nn.Module, ABC):
         device = device or (p.device if p is not None else None)
         return torch.zeros(n, self.state_size, dtype=dtype, device=device)
 
-    def apply_constraints(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def apply_constraints(self) -> None:
         """Project parameters back to their valid range after an optimiser step."""
 
     def forward_sequence(

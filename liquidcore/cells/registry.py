@@ -14,9 +14,7 @@ def cell_types() -> dict[str, type[LiquidCell]]:
     from liquidcore.cells.ltc import LTCCell
     from liquidcore.cells.mixed import MixedMemoryCell
 
-    return {
-        cls.cell_type: cls for cls in (LTCCell, CfCCell, WiredCfCCell, MixedMemoryCell)
-    }
+    return {cls.cell_type: cls for cls in (LTCCell, CfCCell, WiredCfCCell, MixedMemoryCell)}
 
 
 def build_cell(config: dict[str, Any]) -> LiquidCell:
