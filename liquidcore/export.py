@@ -38,7 +38,7 @@ def _example(model: LiquidModel, n: int) -> tuple[Tensor, Tensor, Tensor]:
 def export_step(model: LiquidModel) -> torch.export.ExportedProgram:
     """``torch.export`` of the step with a dynamic stream count."""
     n = torch.export.Dim("streams", min=1)
-    graph = StepGraph(model.eval())
+    graph = StepGraph(model).eval()
     return torch.export.export(
         graph, _example(model, 3), dynamic_shapes=({0: n}, {0: n}, {0: n}), strict=False
     )
@@ -49,7 +49,7 @@ def export_step_onnx(model: LiquidModel, path: str | Path) -> Path:
     out = Path(path)
     n = torch.export.Dim("streams", min=1)
     program = torch.onnx.export(
-        StepGraph(model.eval()),
+        StepGraph(model).eval(),
         _example(model, 3),
         input_names=["x", "dt", "h"],
         output_names=["y", "h_next"],

@@ -1,0 +1,221 @@
+"""Core speed: liquidcore against ncps 1.0.1 on the same weights, in the same run.
+
+Measures (a) one inference step for B streams of CfC(16 inputs, 64 units) and
+LTC(16 inputs, AutoNCP(64, 8)) and (b) forward+backward of a B=64, T=100 sequence with
+irregular per-sample Δt. ncps runs its cell with Δt shaped (B, 1), the only way it steps
+per-sample Δt correctly (its sequence wrapper squeezes Δt and mis-broadcasts it).
+
+ncps's time swings with glibc's malloc settings, so every measurement runs in two child
+processes: one with the default allocator settings and one with ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` set high; the table reports both and compares us against the better
+of ncps's two. Medians over repeats after warm-up, ``torch.set_num_threads(threads)``.
+
+    python bench/core_speed.py                 # the table in BENCHMARKS.md
+    python bench/core_speed.py --json out.json --batches 1 256 4096 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+MALLOC_HIGH = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
+
+
+def median_ms(
+    fn: Callable[[], object], *, warmup: int, repeats: int, sync: Callable[[], None]
+) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def build_pair(kind: str, inputs: int, seed: int) -> tuple[Any, Any]:
+    """An ncps module and our model carrying the same weights."""
+    import torch
+    from liquidcore.compat.ncps import from_ncps
+    from ncps.torch import LTC, CfC
+    from ncps.wirings import AutoNCP
+
+    torch.manual_seed(seed)
+    ref = CfC(inputs, 64) if kind == "cfc" else LTC(inputs, AutoNCP(64, 8))
+    ours = from_ncps(ref)
+    return ref.eval(), ours.eval()
+
+
+def step_results(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One inference step for each batch size: ncps's cell with Δt (B, 1) against ours."""
+    import torch
+
+    device = torch.device(args.device)
+    sync = sync_fn(device)
+    cell = ref.rnn_cell
+    rows = []
+    for B in args.batches:
+        g = torch.Generator().manual_seed(B)
+        x = torch.randn(B, 16, generator=g).to(device)
+        dt = (torch.rand(B, generator=g) * 2 + 0.1).to(device)
+        h = ours.init_state(B, device=device)
+        reps = args.repeats if (B <= 1024 or kind == "cfc") else max(5, args.repeats // 4)
+        timing = {"warmup": args.warmup, "repeats": reps, "sync": sync}
+        with torch.inference_mode():
+            err = float((cell(x, h, dt.unsqueeze(1))[0] - ours.step(x, dt, h)[0]).abs().max())
+            t_ours = median_ms(partial(ours.step, x, dt, h), **timing)
+            t_ref = float("nan")
+            if not args.skip_ncps:
+                t_ref = median_ms(partial(cell, x, h, dt.unsqueeze(1)), **timing)
+        rows.append(
+            {"model": kind, "B": B, "ncps_ms": t_ref, "ours_ms": t_ours, "max_abs_diff": err}
+        )
+    return rows
+
+
+def ncps_fwd_bwd(ref: Any, x: Any, dt: Any) -> None:
+    import torch
+
+    cell = ref.rnn_cell
+    h = torch.zeros(x.shape[0], ref.state_size, device=x.device)
+    outs = []
+    for t in range(x.shape[1]):
+        out, h = cell(x[:, t], h, dt[:, t : t + 1])
+        outs.append(out)
+    ref.zero_grad(set_to_none=True)
+    torch.stack(outs, 1).square().mean().backward()
+
+
+def ours_fwd_bwd(ours: Any, x: Any, dt: Any) -> None:
+    y, _ = ours(x, dt)
+    ours.zero_grad(set_to_none=True)
+    y.square().mean().backward()
+
+
+def train_result(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Forward + backward of a B=64, T=100 sequence with irregular per-sample Δt."""
+    import torch
+
+    device = torch.device(args.device)
+    B, T = 64, 100
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(B, T, 16, generator=g).to(device)
+    dt = (torch.rand(B, T, generator=g) * 2 + 0.1).to(device)
+    ref.train()
+    ours.train()
+    timing = {"warmup": 2, "repeats": args.train_repeats, "sync": sync_fn(device)}
+    t_ours = median_ms(partial(ours_fwd_bwd, ours, x, dt), **timing)
+    t_ref = float("nan")
+    if not args.skip_ncps:
+        t_ref = median_ms(partial(ncps_fwd_bwd, ref, x, dt), **timing)
+    return {"model": kind, "B": B, "T": T, "ncps_ms": t_ref, "ours_ms": t_ours}
+
+
+def sync_fn(device: Any) -> Callable[[], None]:
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results: dict[str, Any] = {"threads": torch.get_num_threads(), "step": [], "train": []}
+    for kind in args.models:
+        ref, ours = build_pair(kind, 16, args.seed)
+        ref, ours = ref.to(args.device), ours.to(args.device)
+        results["step"] += step_results(kind, ref, ours, args)
+        if args.train:
+            results["train"].append(train_result(kind, ref, ours, args))
+    return results
+
+
+def run_child(argv: list[str], extra_env: dict[str, str]) -> dict[str, Any]:
+    env = {**os.environ, **extra_env}
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *argv],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fmt(v: float) -> str:
+    return "—" if v != v else (f"{v:.3f}" if v < 1 else f"{v:.1f}" if v < 100 else f"{v:.0f}")
+
+
+def table(default: dict[str, Any], high: dict[str, Any]) -> str:
+    lines = [
+        "| model | B | ncps ms (default malloc) | ncps ms (malloc thresholds high) "
+        "| liquidcore ms | speed-up vs better ncps | max abs diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a, b in zip(default["step"], high["step"], strict=True):
+        best = min(a["ncps_ms"], b["ncps_ms"])
+        ours = min(a["ours_ms"], b["ours_ms"])
+        diff = max(a["max_abs_diff"], b["max_abs_diff"])
+        lines.append(
+            f"| {a['model'].upper()} step | {a['B']} | {fmt(a['ncps_ms'])} | {fmt(b['ncps_ms'])} "
+            f"| {fmt(ours)} | {best / ours:.1f}× | {diff:.1e} |"
+        )
+    for a, b in zip(default["train"], high["train"], strict=True):
+        best = min(a["ncps_ms"], b["ncps_ms"])
+        ours = min(a["ours_ms"], b["ours_ms"])
+        lines.append(
+            f"| {a['model'].upper()} fwd+bwd | {a['B']}×T{a['T']} | {fmt(a['ncps_ms'])} "
+            f"| {fmt(b['ncps_ms'])} | {fmt(ours)} | {best / ours:.1f}× | — |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--models", nargs="+", default=["cfc", "ltc"], choices=["cfc", "ltc"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 256, 4096])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--train-repeats", type=int, default=5)
+    p.add_argument("--no-train", dest="train", action="store_false")
+    p.add_argument(
+        "--skip-ncps", action="store_true", help="time liquidcore only (large B on a GPU)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write raw results to this file")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    argv = [a for a in sys.argv[1:] if not a.startswith("--json")]
+    if args.json:
+        argv = [a for a in argv if a != args.json]
+    default = run_child(argv, {})
+    high = run_child(argv, MALLOC_HIGH)
+    print(f"threads={default['threads']} device={args.device} torch medians (ms)\n")
+    print(table(default, high))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"default_malloc": default, "high_malloc": high}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
