@@ -1,0 +1,242 @@
+"""A stream's stored state <-> bytes. Pure: no I/O, no clocks, never pickle.
+
+Layout of format version 1 (all little-endian)::
+
+    offset  size  field
+    0       4     magic b"LQSR"
+    4       2     u16 format version (1)
+    6       2     u16 flags (0, reserved)
+    8       8     f64 last_t       event time of the last applied event, seconds since the epoch
+    16      8     f64 created      wall-clock time the stream (re)started
+    24      8     f64 updated      wall-clock time of the last write
+    32      8     u64 count        events applied since the stream (re)started
+    40      4     u32 n_h          floats in the hidden state
+    44      4     u32 n_x          floats in the last input
+    48      2     u16 n_recent     entries in the dedupe window
+    50      2     u16 n_y          outputs per stored prediction
+    52      2     u16 len(model)   UTF-8 bytes of the model name
+    54      2     u16 len(version) UTF-8 bytes of the model version hash
+    56      ...   model name, model version
+            4*n_h h: raw float32 (exactly the bytes the model produced)
+            4*n_x x: raw float32 (the last input, held for predictions between events)
+            n_recent times:  u16 len(id), id (UTF-8), f64 t, f64 dt, u64 count, u8 reset code,
+                             n_y x f64 y (the presented outputs that were returned)
+    end-4   4     u32 CRC-32 of every byte before it
+
+Stored predictions keep float64 so a duplicate returns exactly the floats first returned,
+whatever the model's dtype. Anything that is not a complete, intact record of a known version
+raises :class:`CodecError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"LQSR"
+FORMAT_VERSION = 1
+
+RESET_REASONS: tuple[str | None, ...] = (None, "first_event", "gap", "model_change", "expired")
+_RESET_CODE = {reason: code for code, reason in enumerate(RESET_REASONS)}
+
+_HEADER = struct.Struct("<4sHHdddQIIHHHH")
+_RECENT = struct.Struct("<ddQB")
+_U16 = struct.Struct("<H")
+_CRC = struct.Struct("<I")
+_U16_MAX = 0xFFFF
+
+
+class CodecError(ValueError):
+    """The bytes are not a readable stream record (unknown version, truncated or corrupt)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEntry:
+    """An applied event of the dedupe window, with the prediction that was returned for it."""
+
+    event_id: str
+    t: float
+    dt: float
+    y: tuple[float, ...]
+    reset: str | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """Everything stored for one (tenant, model, stream).
+
+    ``h`` and ``x`` are raw little-endian float32 bytes: the state is stored bit for bit as the
+    model produced it, so serving adds no numerical drift.
+    """
+
+    model: str
+    version: str
+    h: bytes
+    x: bytes
+    last_t: float
+    count: int
+    created: float
+    updated: float
+    recent: tuple[RecentEntry, ...] = ()
+
+    @property
+    def state_size(self) -> int:
+        return len(self.h) // 4
+
+    @property
+    def input_size(self) -> int:
+        return len(self.x) // 4
+
+    def h_floats(self) -> tuple[float, ...]:
+        return f32_to_floats(self.h)
+
+    def x_floats(self) -> tuple[float, ...]:
+        return f32_to_floats(self.x)
+
+
+def floats_to_f32(values: Iterable[float] | np.ndarray) -> bytes:
+    """Raw little-endian float32 bytes of ``values`` (rounded to float32 if they are wider)."""
+    return np.asarray(values, dtype="<f4").tobytes()
+
+
+def f32_to_floats(raw: bytes) -> tuple[float, ...]:
+    """Python floats (exact) of raw little-endian float32 bytes."""
+    if len(raw) % 4:
+        raise CodecError(f"float32 data must be a multiple of 4 bytes; got {len(raw)}")
+    return tuple(np.frombuffer(raw, dtype="<f4").tolist())
+
+
+def _utf8(text: str, what: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > _U16_MAX:
+        raise CodecError(f"{what} is {len(raw)} bytes of UTF-8; at most {_U16_MAX} can be stored")
+    return raw
+
+
+def encode_record(record: StreamRecord) -> bytes:
+    """The bytes of ``record`` in the current format version."""
+    if len(record.h) % 4 or len(record.x) % 4:
+        raise CodecError("h and x must be raw float32 bytes (a multiple of 4 bytes)")
+    if not 0 <= record.count < 2**64:
+        raise CodecError(f"count must be in [0, 2**64); got {record.count}")
+    if len(record.recent) > _U16_MAX:
+        raise CodecError(f"at most {_U16_MAX} recent entries can be stored")
+    n_y = len(record.recent[0].y) if record.recent else 0
+    if n_y > _U16_MAX:
+        raise CodecError(f"at most {_U16_MAX} outputs per prediction can be stored")
+    model = _utf8(record.model, "model name")
+    version = _utf8(record.version, "model version")
+    parts = [
+        _HEADER.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            0,
+            record.last_t,
+            record.created,
+            record.updated,
+            record.count,
+            len(record.h) // 4,
+            len(record.x) // 4,
+            len(record.recent),
+            n_y,
+            len(model),
+            len(version),
+        ),
+        model,
+        version,
+        record.h,
+        record.x,
+    ]
+    for entry in record.recent:
+        if len(entry.y) != n_y:
+            raise CodecError("every stored prediction of a stream must have the same output size")
+        if entry.reset not in _RESET_CODE:
+            raise CodecError(f"unknown reset reason {entry.reset!r}; valid: {RESET_REASONS}")
+        if not 0 <= entry.count < 2**64:
+            raise CodecError(f"count must be in [0, 2**64); got {entry.count}")
+        event_id = _utf8(entry.event_id, "event id")
+        parts.append(_U16.pack(len(event_id)))
+        parts.append(event_id)
+        parts.append(_RECENT.pack(entry.t, entry.dt, entry.count, _RESET_CODE[entry.reset]))
+        parts.append(np.asarray(entry.y, dtype="<f8").tobytes())
+    body = b"".join(parts)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> memoryview:
+        end = self.pos + n
+        if end > len(self.data):
+            raise CodecError(f"stream record is truncated (reading {what})")
+        view = self.data[self.pos : end]
+        self.pos = end
+        return view
+
+    def text(self, n: int, what: str) -> str:
+        try:
+            return str(self.take(n, what), "utf-8")
+        except UnicodeDecodeError as exc:
+            raise CodecError(f"stream record is corrupt: {what} is not UTF-8") from exc
+
+
+def decode_record(data: bytes | bytearray | memoryview) -> StreamRecord:
+    """The record stored in ``data``; :class:`CodecError` if it cannot be read."""
+    raw = memoryview(data).cast("B")
+    if len(raw) < 6:
+        raise CodecError(f"stream record is truncated ({len(raw)} bytes)")
+    if bytes(raw[:4]) != MAGIC:
+        raise CodecError("not a stream record (bad magic)")
+    (version_no,) = _U16.unpack_from(raw, 4)
+    if version_no != FORMAT_VERSION:
+        raise CodecError(
+            f"stream record format version {version_no} is not supported (this build reads "
+            f"version {FORMAT_VERSION}); upgrade the service or delete the stream"
+        )
+    if len(raw) < _HEADER.size + _CRC.size:
+        raise CodecError(f"stream record is truncated ({len(raw)} bytes)")
+    body = raw[: len(raw) - _CRC.size]
+    (crc,) = _CRC.unpack_from(raw, len(raw) - _CRC.size)
+    if zlib.crc32(body) != crc:
+        raise CodecError("stream record is corrupt (checksum mismatch)")
+    (_, _, _, last_t, created, updated, count, n_h, n_x, n_recent, n_y, n_model, n_version) = (
+        _HEADER.unpack_from(body, 0)
+    )
+    reader = _Reader(body)
+    reader.pos = _HEADER.size
+    model = reader.text(n_model, "model name")
+    version = reader.text(n_version, "model version")
+    h = bytes(reader.take(4 * n_h, "state"))
+    x = bytes(reader.take(4 * n_x, "last input"))
+    recent = []
+    for _ in range(n_recent):
+        (n_id,) = _U16.unpack(reader.take(_U16.size, "event id length"))
+        event_id = reader.text(n_id, "event id")
+        t, dt, entry_count, reset_code = _RECENT.unpack(reader.take(_RECENT.size, "recent event"))
+        if reset_code >= len(RESET_REASONS):
+            raise CodecError(f"stream record is corrupt: unknown reset code {reset_code}")
+        y = tuple(np.frombuffer(reader.take(8 * n_y, "stored prediction"), dtype="<f8").tolist())
+        recent.append(RecentEntry(event_id, t, dt, y, RESET_REASONS[reset_code], entry_count))
+    if reader.pos != len(body):
+        raise CodecError(f"stream record is corrupt: {len(body) - reader.pos} trailing bytes")
+    return StreamRecord(
+        model=model,
+        version=version,
+        h=h,
+        x=x,
+        last_t=last_t,
+        count=count,
+        created=created,
+        updated=updated,
+        recent=tuple(recent),
+    )

@@ -1,0 +1,214 @@
+"""What happens to each event of one stream: pure decisions, no model, no store, no clock.
+
+Given the stream's stored record (or none) and the events of a batch for that stream in arrival
+order, :func:`plan_stream` decides per event (DESIGN §4):
+
+1. **Duplicate** when its id is in the stream's dedupe window (the ids of the last
+   ``dedupe_window`` applied events, including those applied earlier in this batch): the
+   original prediction is returned, nothing advances. Checked first, so a retried batch gets
+   its original answers rather than out-of-order rejections.
+2. **Out of order** when ``t`` is before the last applied event's time: rejected, untouched.
+   ``t`` equal to it is applied with Δt = 0.
+3. Otherwise it is a **step**, with Δt the float64 difference of the two timestamps, except:
+   - the first event of a fresh stream: Δt = ``first_dt``, the state starts from
+     ``init_state``, reset reason ``"first_event"`` (no record), ``"model_change"`` (the record
+     belongs to another model version) or ``"expired"`` (no write for longer than ``ttl_s``).
+     The stream restarts: event count, creation time and dedupe window start afresh.
+   - a gap ``t - last_t > max_gap_s``: the state is re-initialised before the step, Δt =
+     ``first_dt``, reason ``"gap"``. The stream goes on: count and dedupe window are kept.
+
+Expiry is decided here rather than by the key disappearing: the store keeps an idle record for
+a grace period after ``ttl_s`` so that the next event can report ``"expired"``; once the key
+itself is gone the next event is a ``"first_event"``.
+
+:func:`build_record` then folds the computed outputs and final state into the record to store.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.codec import RecentEntry, StreamRecord
+
+RESTART_REASONS = ("first_event", "model_change", "expired")
+RESET_REASONS = ("gap", "model_change", "expired")  # reported as resets (metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The stream rules for one served model."""
+
+    model: str
+    version: str
+    first_dt: float
+    max_gap_s: float
+    ttl_s: float
+    dedupe_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What the decisions need of an event."""
+
+    t: float
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Event ``index`` advances the state by ``dt`` seconds.
+
+    ``fresh``: the state is re-initialised just before this step. ``count``: events applied to
+    the stream after this one.
+    """
+
+    index: int
+    dt: float
+    reset: str | None
+    fresh: bool
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Event ``index`` repeats an applied one: ``original`` from the stored window, or the step
+    of event ``of_index`` earlier in this batch."""
+
+    index: int
+    original: RecentEntry | None = None
+    of_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfOrder:
+    """Event ``index`` is older than the last applied event (at ``last_t``)."""
+
+    index: int
+    last_t: float
+
+
+Outcome = Step | Duplicate | OutOfOrder
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The decisions for one stream's events.
+
+    ``resume``: the first step continues from the stored state (else the stream restarts from
+    ``init_state``). ``base_recent``: the stored dedupe window that carries over. ``created``:
+    creation time of the stream after this plan (``None``: it restarts, use the write time).
+    """
+
+    outcomes: tuple[Outcome, ...]
+    steps: tuple[Step, ...]
+    resume: bool
+    base_recent: tuple[RecentEntry, ...]
+    created: float | None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.steps)
+
+
+def restart_reason(record: StreamRecord | None, policy: Policy, now: float) -> str | None:
+    """Why a stored record cannot be continued (``None``: it can)."""
+    if record is None:
+        return "first_event"
+    if record.version != policy.version or record.model != policy.model:
+        return "model_change"
+    if now - record.updated > policy.ttl_s:
+        return "expired"
+    return None
+
+
+def is_live(record: StreamRecord | None, policy: Policy, now: float) -> bool:
+    """The record exists and has not expired (it may belong to another model version)."""
+    return record is not None and now - record.updated <= policy.ttl_s
+
+
+def plan_stream(
+    record: StreamRecord | None, events: Sequence[Incoming], policy: Policy, now: float
+) -> Plan:
+    """Decide every event of one stream (see the module docstring)."""
+    restart = restart_reason(record, policy, now)
+    base = record if restart is None else None
+    window = max(0, policy.dedupe_window)
+    base_recent = base.recent[len(base.recent) - window :] if base is not None and window else ()
+    # The dedupe window while planning: id -> stored entry, or index of a step in this batch.
+    seen: dict[str, RecentEntry | int] = {e.event_id: e for e in base_recent}
+    order: deque[str] = deque(e.event_id for e in base_recent)
+    last_t = base.last_t if base is not None else None
+    count = base.count if base is not None else 0
+    outcomes: list[Outcome] = []
+    steps: list[Step] = []
+    for i, ev in enumerate(events):
+        if ev.event_id is not None and ev.event_id in seen:
+            ref = seen[ev.event_id]
+            if isinstance(ref, int):
+                outcomes.append(Duplicate(i, of_index=ref))
+            else:
+                outcomes.append(Duplicate(i, original=ref))
+            continue
+        if last_t is not None and ev.t < last_t:
+            outcomes.append(OutOfOrder(i, last_t))
+            continue
+        if last_t is None:
+            dt, fresh, reset = policy.first_dt, True, restart
+        elif ev.t - last_t > policy.max_gap_s:
+            dt, fresh, reset = policy.first_dt, True, "gap"
+        else:
+            dt, fresh, reset = ev.t - last_t, False, None
+        count += 1
+        last_t = ev.t
+        step = Step(i, dt, reset, fresh, count)
+        outcomes.append(step)
+        steps.append(step)
+        if ev.event_id is not None and window:
+            if len(order) >= window:
+                seen.pop(order.popleft(), None)
+            order.append(ev.event_id)
+            seen[ev.event_id] = i
+    return Plan(
+        outcomes=tuple(outcomes),
+        steps=tuple(steps),
+        resume=base is not None,
+        base_recent=base_recent,
+        created=base.created if base is not None else None,
+    )
+
+
+def build_record(
+    plan: Plan,
+    policy: Policy,
+    events: Sequence[Incoming],
+    outputs: Sequence[tuple[float, ...]],
+    h: bytes,
+    x: bytes,
+    now: float,
+) -> StreamRecord:
+    """The record after ``plan``'s steps. ``outputs[j]``: presented outputs of ``plan.steps[j]``;
+    ``h``, ``x``: final state and last applied input (raw float32)."""
+    if not plan.steps:
+        raise ValueError("a plan without steps writes no record")
+    if len(outputs) != len(plan.steps):
+        raise ValueError(f"{len(plan.steps)} steps but {len(outputs)} outputs")
+    recent = list(plan.base_recent)
+    for step, y in zip(plan.steps, outputs, strict=True):
+        ev = events[step.index]
+        if ev.event_id is not None:
+            recent.append(RecentEntry(ev.event_id, ev.t, step.dt, tuple(y), step.reset, step.count))
+    window = max(0, policy.dedupe_window)
+    last = plan.steps[-1]
+    return StreamRecord(
+        model=policy.model,
+        version=policy.version,
+        h=h,
+        x=x,
+        last_t=events[last.index].t,
+        count=last.count,
+        created=plan.created if plan.created is not None else now,
+        updated=now,
+        recent=tuple(recent[len(recent) - window :]) if window else (),
+    )

@@ -1,0 +1,200 @@
+"""The stream record codec: exact round trips, a fixed layout, and clear errors."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.codec import (
+    FORMAT_VERSION,
+    MAGIC,
+    CodecError,
+    RecentEntry,
+    StreamRecord,
+    decode_record,
+    encode_record,
+    f32_to_floats,
+    floats_to_f32,
+)
+
+
+def record(**over: object) -> StreamRecord:
+    fields: dict[str, object] = {
+        "model": "demo",
+        "version": "sha256:" + "ab" * 32,
+        "h": floats_to_f32([0.1, -2.5, 3.0e-40, -0.0]),  # a denormal and a negative zero
+        "x": floats_to_f32([1.0, 2.0, float(np.float32(1 / 3))]),
+        "last_t": 1_700_000_000.123456,
+        "count": 42,
+        "created": 1_699_999_000.5,
+        "updated": 1_700_000_001.25,
+        "recent": (
+            RecentEntry("e-1", 1_699_999_999.0, 0.5, (0.25, -1.0), "first_event", 41),
+            RecentEntry("ü-2", 1_700_000_000.123456, 1.123456, (1 / 3, 2.0), None, 42),
+        ),
+    }
+    fields.update(over)
+    return StreamRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_is_exact() -> None:
+    rec = record()
+    data = encode_record(rec)
+    back = decode_record(data)
+    assert back == rec
+    assert back.h == rec.h  # the float32 state bytes, bit for bit
+    assert encode_record(back) == data
+    assert back.recent[1].y[0] == 1 / 3  # float64 predictions survive exactly
+
+
+def test_layout_header_and_raw_float32_state() -> None:
+    rec = record()
+    data = encode_record(rec)
+    magic, version, flags = struct.unpack_from("<4sHH", data, 0)
+    assert (magic, version, flags) == (MAGIC, FORMAT_VERSION, 0)
+    assert struct.unpack_from("<dddQ", data, 8) == (rec.last_t, rec.created, rec.updated, 42)
+    n_h, n_x, n_recent, n_y, n_model, n_version = struct.unpack_from("<IIHHHH", data, 40)
+    assert (n_h, n_x, n_recent, n_y) == (4, 3, 2, 2)
+    start = 56 + n_model + n_version
+    assert data[start : start + 16] == rec.h
+    assert np.frombuffer(data[start : start + 16], dtype="<f4").tolist() == list(rec.h_floats())
+
+
+def test_empty_window_and_sizes() -> None:
+    rec = record(recent=(), h=b"", x=b"", count=0)
+    assert decode_record(encode_record(rec)) == rec
+    assert record().state_size == 4
+    assert record().input_size == 3
+
+
+def test_float32_helpers_are_exact() -> None:
+    values = [float(np.float32(v)) for v in (0.1, -7.25, 1e-38, 3.4e38)]
+    assert f32_to_floats(floats_to_f32(values)) == tuple(values)
+    with pytest.raises(CodecError):
+        f32_to_floats(b"\x00\x00\x00")
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+f32 = st.floats(width=32, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.text(max_size=20),
+    version=st.text(max_size=70),
+    h=st.lists(f32, max_size=16),
+    x=st.lists(f32, max_size=8),
+    last_t=finite,
+    count=st.integers(0, 2**64 - 1),
+    n_y=st.integers(0, 4),
+    recent=st.lists(
+        st.tuples(
+            st.text(max_size=40),
+            finite,
+            finite,
+            st.integers(0, 2**64 - 1),
+            st.sampled_from([None, "first_event", "gap", "model_change", "expired"]),
+            st.lists(finite, min_size=4, max_size=4),
+        ),
+        max_size=5,
+    ),
+)
+def test_round_trip_property(
+    model: str,
+    version: str,
+    h: list[float],
+    x: list[float],
+    last_t: float,
+    count: int,
+    n_y: int,
+    recent: list[tuple[str, float, float, int, str | None, list[float]]],
+) -> None:
+    rec = StreamRecord(
+        model=model,
+        version=version,
+        h=floats_to_f32(h),
+        x=floats_to_f32(x),
+        last_t=last_t,
+        count=count,
+        created=last_t,
+        updated=-last_t,
+        recent=tuple(RecentEntry(i, t, dt, tuple(y[:n_y]), r, c) for i, t, dt, c, r, y in recent),
+    )
+    data = encode_record(rec)
+    assert decode_record(data) == rec
+    assert encode_record(decode_record(data)) == data
+
+
+def test_unknown_format_version_is_named() -> None:
+    data = bytearray(encode_record(record()))
+    struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
+    with pytest.raises(CodecError, match=r"format version 2 is not supported"):
+        decode_record(bytes(data))
+
+
+def test_bad_magic() -> None:
+    with pytest.raises(CodecError, match="magic"):
+        decode_record(b"JUNK" + encode_record(record())[4:])
+
+
+def test_every_truncation_is_an_error() -> None:
+    data = encode_record(record())
+    for n in range(len(data)):
+        with pytest.raises(CodecError):
+            decode_record(data[:n])
+
+
+def test_every_single_bit_flip_is_detected() -> None:
+    data = encode_record(record())
+    for i in range(len(data)):
+        corrupt = bytearray(data)
+        corrupt[i] ^= 0x10
+        with pytest.raises(CodecError):
+            decode_record(bytes(corrupt))
+
+
+def test_trailing_bytes_are_an_error() -> None:
+    import zlib
+
+    data = encode_record(record())
+    body = data[:-4] + b"\x00"
+    with pytest.raises(CodecError, match="trailing"):
+        decode_record(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_codec_error_is_a_value_error() -> None:
+    assert issubclass(CodecError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"h": b"\x00\x00\x00"}, "multiple of 4"),
+        ({"count": -1}, "count"),
+        (
+            {
+                "recent": (
+                    RecentEntry("a", 0, 0, (1.0,), None, 1),
+                    RecentEntry("b", 0, 0, (1.0, 2.0), None, 2),
+                )
+            },
+            "same output size",
+        ),
+        ({"recent": (RecentEntry("a", 0, 0, (), "bogus", 1),)}, "unknown reset"),
+        ({"recent": (RecentEntry("x" * 70000, 0, 0, (), None, 1),)}, "event id"),
+    ],
+)
+def test_encode_refuses_what_it_cannot_store(over: dict[str, object], match: str) -> None:
+    with pytest.raises(CodecError, match=match):
+        encode_record(record(**over))
+
+
+def test_nan_and_inf_state_bytes_are_kept_raw() -> None:
+    # The engine never stores non-finite states, but the codec itself must not alter bytes.
+    raw = floats_to_f32([math.inf, -math.inf]) + b"\x01\x00\xc0\x7f"  # a NaN with a payload
+    assert decode_record(encode_record(record(h=raw))).h == raw
