@@ -18,11 +18,18 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# redis-server for the integration tests (the harness starts its own on a free port).
+# Binaries the tests drive for real (each started by the harness on a free port): redis-server,
+# Prometheus (promtool and a real scrape), nginx (config check and routing), redis_exporter.
+SYSTEM_BINARIES := redis-server promtool prometheus nginx prometheus-redis-exporter
+SYSTEM_PACKAGES := redis-server prometheus nginx prometheus-redis-exporter
 install-system:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null || \
-	  { echo "redis-server is missing and could not be installed"; exit 1; }; }
+	@missing=0; for b in $(SYSTEM_BINARIES); do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || [ -x /usr/bin/$$b ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing $(SYSTEM_PACKAGES)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(SYSTEM_PACKAGES)) >/dev/null || \
+	  { echo "could not install $(SYSTEM_PACKAGES) (need root and Debian's apt)"; exit 1; }; fi
 
 run: install
 	$(VENV)/bin/liquid serve --host $(HOST) --port $(PORT)
