@@ -1,0 +1,5 @@
+"""``python -m liquidcore.train train ...`` / ``evaluate ...`` (the same as ``liquid ...``)."""
+
+from liquidcore.train.cli import main
+
+raise SystemExit(main())

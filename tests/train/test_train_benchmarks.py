@@ -1,0 +1,58 @@
+"""bench/train_benchmarks.py at smoke scale: results, summary and plots; finished pairs are
+skipped and more epochs extend a finished pair."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import train_benchmarks as tb
+
+SMOKE = ["xor", "--xor-train-size", "48", "--batch-size", "16", "--threads", "1", "--no-progress"]
+
+
+def test_smoke_run_writes_results_and_skips_finished_pairs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    args = [*SMOKE, "--models", "cfc,gru_dt", "--seeds", "2", "--epochs", "1", "--out", str(out)]
+    assert tb.main(args) == 0
+    first = capsys.readouterr().out
+    for model in ("cfc", "gru_dt"):
+        for seed in (0, 1):
+            r = json.loads((out / model / f"seed{seed}" / "result.json").read_text())
+            assert r["epochs_done"] == 1
+            assert 0.0 <= r["test_metrics"]["accuracy"] <= 1.0
+            assert r["parameters"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"cfc", "gru_dt"}
+    assert summary["models"]["cfc"]["seeds"] == [0, 1]
+    assert (out / "summary.md").read_text().startswith("| model |")
+    assert (out / "test_accuracy.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "valid_curves.png").is_file()
+    assert "parameters" in first
+
+    assert tb.main(args) == 0  # everything done: skipped
+    assert capsys.readouterr().out.count("done before") == 4
+
+    more = [*SMOKE, "--models", "gru_dt", "--seeds", "1", "--epochs", "2", "--out", str(out)]
+    assert tb.main(more) == 0
+    assert "resuming" in capsys.readouterr().out
+    r = json.loads((out / "gru_dt" / "seed0" / "result.json").read_text())
+    assert r["epochs_done"] == 2
+
+
+def test_estimate_epoch_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*SMOKE, "--models", "lstm", "--estimate-epoch-time", "2", "--out", str(tmp_path)]
+    assert tb.main(args) == 0
+    timing = json.loads((tmp_path / "timing.json").read_text())["models"]["lstm"]
+    assert timing["batches_per_epoch"] == 3
+    assert timing["seconds_per_epoch"] == pytest.approx(3 * timing["seconds_per_batch"])
+    assert "min/epoch" in capsys.readouterr().out
+
+
+def test_unknown_model_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tb.main([*SMOKE, "--models", "transformer"]) == 2
+    assert "no preset" in capsys.readouterr().err
