@@ -1,0 +1,5 @@
+"""``python -m service``: the ``liquid`` command."""
+
+from service.cli import main
+
+raise SystemExit(main())

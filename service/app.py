@@ -1,0 +1,224 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI app; its lifespan owns the store,
+the live bus and the engine (started on startup, drained and closed on shutdown).
+
+``uvicorn --factory service.app:app_from_env`` builds the settings from the environment at
+start-up (what ``liquid serve`` uses for its worker processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from service.auth import Authenticator
+from service.engine import (
+    Engine,
+    EngineConfig,
+    EngineStopped,
+    InvalidEvent,
+    InvalidState,
+    InvalidTime,
+    StateConflict,
+    StateUnreadable,
+    StreamNotFound,
+    UnknownModel,
+)
+from service.errors import ErrorCode, JSONResponse, install_error_handlers
+from service.live import MemoryLiveBus, RedisLiveBus
+from service.metrics import Metrics, multiprocess_dir
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.models import ModelRegistry
+from service.routes import events, health, live, models, streams
+from service.routes.deps import AppContext
+from service.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateIn, StreamEventIn
+from service.settings import SETTINGS_ENV, Settings
+from service.store import make_store
+
+log = logging.getLogger("service")
+
+SHUTDOWN_GRACE_S = 5.0
+
+DESCRIPTION = """
+Streaming inference for irregular sensor data with liquid neural networks (LTC, CfC).
+
+Each stream's hidden state advances by the real elapsed time between its events. Send events
+with `POST /v1/streams/{stream_id}/events` (or many streams at once with `POST /v1/events`);
+watch a stream live on the WebSocket `/v1/streams/{stream_id}/live`.
+
+**Events**: `{"t": <epoch seconds or RFC 3339>, "x": [numbers] or {"name": number}, "id": "..."}`.
+Per stream, events apply in time order, exactly once: an older event is refused (409
+`out_of_order`), a retried `id` returns the original prediction marked `duplicate`.
+
+**Errors** share one body: `{"error": {"code", "message", "details"}}`; bad input always gets
+a 4xx with a machine-readable code and changes no state.
+
+**Auth**: when the service has API keys, send `Authorization: Bearer <key>` (WebSocket:
+`?token=<key>` also works). Each key belongs to a tenant, and tenants see only their own
+streams.
+
+**WebSocket** `/v1/streams/{stream_id}/live[?model=&token=]`: JSON text frames. The server
+sends `{"type": "subscribed"}`, then `{"type": "prediction", "prediction": {...}}` for every
+prediction of the stream from any route or replica. The client may send events (the body of
+the POST route, optionally with `"request_id"`); each gets `{"type": "result" | "error",
+"request_id", "status", ...}`. Close codes: 1008 auth / invalid stream id / unknown model,
+1013 not running, 1001 shutdown, 1011 internal error.
+"""
+
+_DOC_MODELS = (EventIn, EventBatchIn, StreamEventIn, MultiEventBatchIn, StateIn)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        max_batch=settings.max_batch,
+        max_delay_s=settings.max_delay_ms / 1000.0,
+        state_ttl_s=settings.state_ttl_s,
+        max_gap_s=settings.max_gap_s if settings.max_gap_s is not None else math.inf,
+        first_event_dt_s=settings.first_event_dt_s,
+        dedupe_window=settings.dedupe_window,
+        device=settings.resolved_device(),
+        max_cas_retries=settings.max_cas_retries,
+        active_window_s=settings.active_window_s,
+        max_queue=max(settings.max_queue, settings.max_batch),
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    _, defs = models_json_schema(
+        [(m, "validation") for m in _DOC_MODELS], ref_template="#/components/schemas/{model}"
+    )
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: ModelRegistry | None = None,
+    store: Any = None,
+    live_bus: Any = None,
+) -> FastAPI:
+    """The service app. ``registry``, ``store`` and ``live_bus`` replace what ``settings`` would
+    make (tests, embedding); an injected store or bus is not closed on shutdown."""
+    logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
+    if registry is None:
+        registry = ModelRegistry.load(settings.models)
+    metrics = Metrics()
+    ctx = AppContext(
+        settings=settings,
+        registry=registry,
+        auth=Authenticator(settings.api_keys),
+        metrics=metrics,
+        stream_id_re=re.compile(settings.stream_id_pattern),
+    )
+    config = engine_config(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.redis_url
+        ctx.store = store if store is not None else make_store(url)
+        if live_bus is not None:
+            ctx.live = live_bus
+        else:
+            ctx.live = RedisLiveBus(url, metrics=metrics) if url else MemoryLiveBus(metrics)
+        engine = Engine(registry.as_mapping(), ctx.store, ctx.live, metrics, config)
+        await engine.start()
+        ctx.engine = engine
+        ctx.closing = False
+        for entry in registry.all():
+            metrics.model_info.labels(model=entry.name, version=entry.version).set(1)
+        metrics.state_store_up.set(1 if await ctx.store.ping() else 0)
+        log.info(
+            "serving %s on %s with %s",
+            ", ".join(f"{e.name}@{e.version}" for e in registry.all()),
+            engine.device,
+            "redis" if url else "the in-process store",
+        )
+        try:
+            yield
+        finally:
+            ctx.closing = True
+            await _end_live_sessions(ctx)
+            await engine.stop()
+            ctx.engine = None
+            if live_bus is None:
+                await ctx.live.close()
+            if store is None:
+                await ctx.store.close()
+            if multiprocess_dir():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
+
+    app = FastAPI(
+        title="liquidstream",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        openapi_tags=[
+            {"name": "streams", "description": "Events, predictions and state of one stream."},
+            {"name": "events", "description": "Events of many streams in one request."},
+            {"name": "models", "description": "The served models."},
+            {"name": "health", "description": "Liveness, readiness, metrics."},
+        ],
+    )
+    app.state.ctx = ctx
+    install_error_handlers(
+        app,
+        {
+            UnknownModel: ErrorCode.UNKNOWN_MODEL,
+            StreamNotFound: ErrorCode.NOT_FOUND,
+            InvalidTime: ErrorCode.INVALID_TIME,
+            InvalidState: ErrorCode.INVALID_STATE,
+            InvalidEvent: ErrorCode.INVALID_EVENT,
+            EngineStopped: ErrorCode.UNAVAILABLE,
+            StateConflict: ErrorCode.UNAVAILABLE,
+            StateUnreadable: ErrorCode.INTERNAL,
+        },
+    )
+    routers = [m.router for m in (streams, events, models, health, live)]
+    for router in routers:
+        app.include_router(router)
+    # Added last = outermost: metrics see every answer, the body-limit's 413s included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        MetricsMiddleware, metrics=metrics, routes=[r for rt in routers for r in rt.routes]
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _end_live_sessions(ctx: AppContext) -> None:
+    """Close every live session's feed (each then closes its socket with 1001) and wait."""
+    sessions = list(ctx.sessions)
+    if not sessions:
+        return
+    for session in sessions:
+        session.stop()
+    waits = [asyncio.create_task(s.finished.wait()) for s in sessions]
+    _, pending = await asyncio.wait(waits, timeout=SHUTDOWN_GRACE_S)
+    for task in pending:
+        task.cancel()
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``--factory``): settings from ``liquid serve`` or the environment."""
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = Settings.model_validate_json(raw) if raw else Settings()
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""The API's routers: streams, events, models, health (and metrics), live WebSocket."""

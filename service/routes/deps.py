@@ -1,0 +1,140 @@
+"""What every router shares: the app context, dependencies, body reading and JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from service.auth import Authenticator, require_tenant
+from service.engine import Engine, Prediction, Rejection, UnknownModel
+from service.errors import ApiError, ErrorCode
+from service.metrics import Metrics
+from service.models import ModelRegistry, ServedModel
+from service.schemas import FieldError, check_stream_id, named_outputs, rfc3339
+from service.settings import Settings
+
+
+@dataclass
+class AppContext:
+    """Everything a request handler needs, made by ``create_app`` and completed by the lifespan
+    (``engine``, ``store``, ``live`` exist only while the app runs)."""
+
+    settings: Settings
+    registry: ModelRegistry
+    auth: Authenticator
+    metrics: Metrics
+    stream_id_re: re.Pattern[str]
+    engine: Engine | None = None
+    store: Any = None
+    live: Any = None
+    sessions: set[Any] = field(default_factory=set)  # open live sessions (routes.live)
+    closing: bool = False
+
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            raise ApiError(
+                ErrorCode.UNAVAILABLE, "the service is not running (starting or stopping)"
+            )
+        return self.engine
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+Tenant = Annotated[str, Depends(require_tenant)]
+ModelName = Annotated[
+    str | None,
+    Query(
+        description="Served model to use (see GET /v1/models); the default model when omitted.",
+        max_length=64,
+    ),
+]
+
+
+def served_model(ctx: AppContext, name: str | None) -> ServedModel:
+    try:
+        return ctx.registry.get(name)
+    except UnknownModel as exc:
+        raise ApiError(ErrorCode.UNKNOWN_MODEL, str(exc), {"model": name}) from None
+
+
+def valid_stream_id(ctx: AppContext, stream_id: str) -> str:
+    try:
+        return check_stream_id(stream_id, ctx.stream_id_re)
+    except FieldError as exc:
+        raise ApiError(exc.code, exc.message, exc.detail()) from None
+
+
+JSON_TYPES = ("application/json",)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    """Parse a request body. ``NaN``/``Infinity`` tokens and overflowing numbers parse (to
+    non-finite floats) so that validation can name them; anything else malformed is
+    ``invalid_json``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(ErrorCode.INVALID_JSON, "request body is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            ErrorCode.INVALID_JSON,
+            f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+        ) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of > 4300 digits, deep nesting
+        raise ApiError(ErrorCode.INVALID_JSON, f"request body is not usable JSON: {exc}") from None
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body (size already bounded by the body-limit middleware)."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            f"send JSON with 'Content-Type: application/json'; got {content_type!r}",
+        )
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(ErrorCode.INVALID_JSON, "request body is empty; send a JSON document")
+    return parse_json_bytes(raw)
+
+
+def prediction_json(ctx: AppContext, p: Prediction) -> dict[str, Any]:
+    """The API's prediction object."""
+    names = ctx.registry.get(p.model).output_names if p.model in ctx.registry else None
+    return {
+        "stream_id": p.stream_id,
+        "t": p.t,
+        "time": rfc3339(p.t),
+        "dt": p.dt,
+        "outputs": named_outputs(p.y, names),
+        "model": p.model,
+        "version": p.version,
+        "duplicate": p.duplicate,
+        "reset": p.reset,
+        "id": p.event_id,
+        "count": p.count,
+    }
+
+
+def rejection_error(r: Rejection) -> dict[str, Any]:
+    """The ``error`` object of an out-of-order event."""
+    return {
+        "code": r.code,
+        "message": r.message,
+        "details": {"last_t": r.last_t, "id": r.event_id},
+    }

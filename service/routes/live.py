@@ -1,0 +1,279 @@
+"""``WS /v1/streams/{stream_id}/live``: a stream's live predictions, and events sent back.
+
+Protocol (JSON text frames):
+
+- server -> client, once subscribed: ``{"type": "subscribed", "stream_id", "model"}``. Every
+  prediction made for the stream afterwards (by any route, any process) follows as
+  ``{"type": "prediction", "prediction": {...}}`` (the HTTP prediction object plus ``x``, the
+  input). With ``?model=`` only that model's predictions are sent.
+- client -> server: an event object, a list of events or ``{"events": [...]}`` (the body of
+  ``POST /v1/streams/{stream_id}/events``), optionally with ``"request_id"`` (string or
+  integer) in the object. The answer: ``{"type": "result", "request_id", "status": 200,
+  "prediction" | "results" ...}`` or ``{"type": "error", "request_id", "status", "error"}``;
+  the socket stays open. (The prediction also arrives on the live feed, as any other.)
+
+Close codes: 1008 policy violation (bad or missing key, invalid stream id, unknown model; the
+reason names it), 1013 try again later (the service is starting or stopping), 1001 going away
+(the service shuts down), 1011 internal error. Under uvicorn a shutdown closes sockets with
+1012 (service restart) before the app is told.
+
+A subscriber's buffer holds ``live_buffer`` messages; when a client reads slower than
+predictions arrive, the oldest are dropped (``liquid_live_messages_dropped_total``), so a
+stalled client costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from service.engine import EngineError
+from service.errors import ApiError, ErrorCode, error_body
+from service.keys import live_channel
+from service.models import ServedModel
+from service.routes.deps import AppContext, parse_json_bytes, served_model, valid_stream_id
+from service.routes.streams import apply_events
+from service.schemas import MAX_REQUEST_ID_CHARS, rfc3339
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+POLICY_VIOLATION = 1008
+GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+CLOSE_REASONS = {GOING_AWAY: "server shutting down", TRY_AGAIN_LATER: "live feed unavailable"}
+
+
+class SessionState(enum.Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+def live_prediction(raw: str, model_filter: str | None) -> str | None:
+    """A live-channel message (``service.engine.prediction_message``) as the client sees it;
+    ``None`` when filtered out or unreadable."""
+    try:
+        msg = json.loads(raw)
+        if model_filter is not None and msg.get("model") != model_filter:
+            return None
+        t = float(msg["t"])
+        prediction = {
+            "stream_id": msg["stream_id"],
+            "t": t,
+            "time": rfc3339(t),
+            "dt": msg["dt"],
+            "outputs": msg["outputs"],
+            "model": msg["model"],
+            "version": msg["version"],
+            "duplicate": msg["duplicate"],
+            "reset": msg["reset"],
+            "id": msg.get("event_id"),
+            "count": msg["count"],
+            "x": msg.get("x"),
+        }
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, OSError):
+        log.warning("unreadable live message dropped: %.200r", raw)
+        return None
+    return json.dumps({"type": "prediction", "prediction": prediction}, separators=(",", ":"))
+
+
+def _request_id(body: Any) -> Any:
+    """Pop and check the client's correlation id (``None`` when absent)."""
+    if not isinstance(body, dict) or "request_id" not in body:
+        return None
+    rid = body.pop("request_id")
+    ok = (isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID_CHARS) or (
+        isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) < 2**53
+    )
+    if not ok:
+        raise ApiError(
+            ErrorCode.INVALID_EVENT,
+            f"request_id must be a string of at most {MAX_REQUEST_ID_CHARS} characters or an "
+            "integer",
+            {"field": "request_id"},
+        )
+    return rid
+
+
+class LiveSession:
+    """One accepted socket: forwards the stream's live feed and answers the client's events."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        ctx: AppContext,
+        tenant: str,
+        stream_id: str,
+        served: ServedModel,
+        model_filter: str | None,
+    ) -> None:
+        self.ws = ws
+        self.ctx = ctx
+        self.tenant = tenant
+        self.stream_id = stream_id
+        self.served = served
+        self.model_filter = model_filter
+        self.state = SessionState.CONNECTING
+        self._send_lock = asyncio.Lock()
+        self._sub: Any = None
+        self.finished = asyncio.Event()
+
+    def stop(self) -> None:
+        """End the feed (the service shuts down): the session then closes with 1001."""
+        if self._sub is not None:
+            self._sub.close()
+
+    async def send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(text)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSING
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            if self.ws.application_state is WebSocketState.CONNECTED:
+                await self.ws.close(code, reason[:120])
+        self.state = SessionState.CLOSED
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        sub = ctx.live.subscribe(
+            live_channel(self.tenant, self.stream_id), maxsize=ctx.settings.live_buffer
+        )
+        self._sub = sub
+        ctx.metrics.websocket_connections.inc()
+        ctx.sessions.add(self)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            try:
+                close_code = await self._serve(sub, tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                sub.close()
+                ctx.sessions.discard(self)
+                ctx.metrics.websocket_connections.dec()
+            if close_code is not None:
+                await self.close(close_code, CLOSE_REASONS.get(close_code, "internal error"))
+        finally:
+            self.state = SessionState.CLOSED
+            self.finished.set()
+
+    async def _serve(self, sub: Any, tasks: list[asyncio.Task[None]]) -> int | None:
+        """Run the session; the close code to send (None: the client left)."""
+        try:
+            await asyncio.wait_for(sub.ready(), SUBSCRIBE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return TRY_AGAIN_LATER
+        self.state = SessionState.LIVE
+        hello = {"type": "subscribed", "stream_id": self.stream_id, "model": self.served.name}
+        try:
+            await self.send(json.dumps(hello))
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            return None  # the client left already
+        forward = asyncio.create_task(self._forward(sub))
+        receive = asyncio.create_task(self._receive())
+        tasks += [forward, receive]
+        done, pending = await asyncio.wait({forward, receive}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await task
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError)):
+                log.error("live session failed", exc_info=exc)
+                return INTERNAL_ERROR
+        if forward in done and receive not in done:
+            return GOING_AWAY  # the feed ended: the service is shutting down
+        return None
+
+    async def _forward(self, sub: Any) -> None:
+        async for raw in sub:
+            text = live_prediction(raw, self.model_filter)
+            if text is not None:
+                await self.send(text)
+
+    async def _receive(self) -> None:
+        limit = self.ctx.settings.max_body_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            raw = data.encode("utf-8") if data is not None else message.get("bytes") or b""
+            await self._answer(raw, limit)
+
+    async def _answer(self, raw: bytes, limit: int) -> None:
+        received_at = time.time()
+        rid: Any = None
+        try:
+            if len(raw) > limit:
+                raise ApiError(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"message is larger than {limit} bytes",
+                    {"max_bytes": limit},
+                )
+            body = parse_json_bytes(raw)
+            rid = _request_id(body)
+            status, payload = await apply_events(
+                self.ctx, self.tenant, self.served, self.stream_id, body, received_at
+            )
+        except ApiError as exc:
+            reply = {"type": "error", "request_id": rid, "status": exc.status, **exc.body()}
+        except EngineError as exc:
+            reply = {
+                "type": "error",
+                "request_id": rid,
+                "status": 503,
+                **error_body(ErrorCode.UNAVAILABLE, str(exc)),
+            }
+        else:
+            if "error" in payload:
+                reply = {"type": "error", "request_id": rid, "status": status, **payload}
+            elif "results" in payload:
+                reply = {"type": "result", "request_id": rid, "status": status, **payload}
+            else:
+                reply = {
+                    "type": "result",
+                    "request_id": rid,
+                    "status": status,
+                    "prediction": payload,
+                }
+        await self.send(json.dumps(reply, separators=(",", ":")))
+
+
+@router.websocket("/v1/streams/{stream_id}/live", name="live")
+async def live(websocket: WebSocket, stream_id: str) -> None:
+    """Live predictions of one stream (see the module docstring for the protocol)."""
+    ctx: AppContext = websocket.app.state.ctx
+    await websocket.accept()
+    params = websocket.query_params
+    try:
+        tenant = ctx.auth.tenant_for(websocket.headers.get("authorization"), params.get("token"))
+        stream_id = valid_stream_id(ctx, stream_id)
+        model_filter = params.get("model") or None
+        served = served_model(ctx, model_filter)
+    except ApiError as exc:
+        await websocket.close(POLICY_VIOLATION, f"{exc.code.value}: {exc.message}"[:120])
+        return
+    if ctx.closing or ctx.engine is None or ctx.live is None:
+        await websocket.close(TRY_AGAIN_LATER, "the service is not running")
+        return
+    session = LiveSession(websocket, ctx, tenant, stream_id, served, model_filter)
+    await session.run()

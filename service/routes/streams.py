@@ -1,0 +1,413 @@
+"""Per-stream routes: post events, read metadata, predict ahead, export/import state, delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from service.engine import Event, EventResult, Rejection
+from service.errors import ApiError, ErrorCode, JSONResponse, error_body
+from service.models import ServedModel
+from service.routes.deps import (
+    AppContext,
+    Ctx,
+    ModelName,
+    Tenant,
+    prediction_json,
+    read_json,
+    rejection_error,
+    served_model,
+    valid_stream_id,
+)
+from service.routes.state import snapshot_from_json, snapshot_json
+from service.schemas import (
+    BatchResultsOut,
+    ErrorOut,
+    FeatureSpec,
+    FieldError,
+    ParsedEvent,
+    PredictionOut,
+    StateIn,
+    StreamInfoOut,
+    parse_event,
+    parse_timestamp,
+    rfc3339,
+)
+
+router = APIRouter(prefix="/v1/streams", tags=["streams"])
+
+StreamId = Annotated[
+    str,
+    Path(
+        description="Stream id: 1-128 characters of letters, digits, '.', '_', ':' and '-', "
+        "starting with a letter or digit (configurable).",
+        examples=["pump-17"],
+    ),
+]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or unknown API key (`unauthorized`)."},
+    404: {"model": ErrorOut, "description": "Unknown stream (`not_found`) or model."},
+    422: {"model": ErrorOut, "description": "Invalid input; see `error.code`."},
+}
+
+EVENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": 'One event, a JSON list of events, or {"events": [...]} (in time order).',
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+                        {"$ref": "#/components/schemas/EventBatchIn"},
+                    ]
+                },
+                "examples": {
+                    "one": {
+                        "summary": "one event",
+                        "value": {"t": 1714564800.25, "x": [0.1, -0.3, 2.0], "id": "e-1"},
+                    },
+                    "named": {
+                        "summary": "named features, RFC 3339 time",
+                        "value": {"t": "2024-05-01T12:00:00.25Z", "x": {"temp": 21.5}},
+                    },
+                    "many": {
+                        "summary": "several events",
+                        "value": {
+                            "events": [
+                                {"t": 1714564800.0, "x": [0.1, 0.2, 0.3]},
+                                {"t": 1714564801.5, "x": [0.2, 0.2, 0.1]},
+                            ]
+                        },
+                    },
+                },
+            }
+        },
+    }
+}
+
+STATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A state as exported by GET .../state.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StateIn"}}},
+    }
+}
+
+
+def field_error(exc: FieldError, prefix: str | None = None) -> ApiError:
+    err = exc.prefixed(prefix) if prefix else exc
+    message = (
+        f"{err.field}: {err.message}" if err.field and err.field not in err.message else err.message
+    )
+    return ApiError(err.code, message, err.detail())
+
+
+def _batch_items(body: Any) -> list[Any] | None:
+    """The event list of a batch body, or None when the body is a single event."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict) and "events" in body and "t" not in body and "x" not in body:
+        extra = [k for k in body if k != "events"]
+        if extra:
+            raise ApiError(
+                ErrorCode.INVALID_EVENT,
+                f"unknown field(s) {', '.join(map(repr, extra[:5]))} beside 'events'",
+                {"field": extra[0]},
+            )
+        if not isinstance(body["events"], list):
+            raise ApiError(ErrorCode.INVALID_EVENT, "'events' must be a list", {"field": "events"})
+        return body["events"]
+    if isinstance(body, dict):
+        return None
+    raise ApiError(
+        ErrorCode.INVALID_EVENT,
+        'the body must be an event object, a list of events or {"events": [...]}',
+    )
+
+
+def check_count(ctx: AppContext, n: int) -> None:
+    limit = ctx.settings.max_events_per_request
+    if n > limit:
+        raise ApiError(
+            ErrorCode.TOO_MANY_EVENTS,
+            f"{n} events in one request; at most {limit} are accepted",
+            {"max_events": limit, "got": n},
+        )
+
+
+def parse_batch(items: list[Any], spec: FeatureSpec) -> list[ParsedEvent]:
+    """Every event of a one-stream batch, or an error naming each invalid one (nothing is
+    applied unless all are valid)."""
+    parsed: list[ParsedEvent] = []
+    errors: list[FieldError] = []
+    for i, item in enumerate(items):
+        try:
+            parsed.append(parse_event(item, spec))
+        except FieldError as exc:
+            errors.append(exc.prefixed(f"events[{i}]"))
+    if errors:
+        first = errors[0]
+        raise ApiError(
+            first.code,
+            f"{first.field}: {first.message}; {len(errors)} invalid event(s), none applied",
+            {
+                "field": first.field,
+                **first.details,
+                "errors": [
+                    {"code": e.code.value, "message": e.message, **e.detail()} for e in errors[:50]
+                ],
+            },
+        )
+    return parsed
+
+
+async def apply_events(
+    ctx: AppContext, tenant: str, served: ServedModel, stream_id: str, body: Any, received_at: float
+) -> tuple[int, dict[str, Any]]:
+    """Validate one stream's events (one object, a list or ``{"events": [...]}``), apply them
+    and return ``(status, json)``: a prediction or a 409 error for one event, per-item results
+    for a list. Raises :class:`ApiError` before applying anything when any event is invalid."""
+    items = _batch_items(body)
+    engine = ctx.require_engine()
+    if items is None:
+        try:
+            one = parse_event(body, served.features)
+        except FieldError as exc:
+            raise field_error(exc) from None
+        (result,) = await engine.submit(
+            tenant, served.name, [Event(stream_id, one.t, one.x, one.id, received_at)]
+        )
+        if isinstance(result, Rejection):
+            return 409, {"error": rejection_error(result)}
+        return 200, prediction_json(ctx, result)
+    check_count(ctx, len(items))
+    parsed = parse_batch(items, served.features)
+    events = [Event(stream_id, e.t, e.x, e.id, received_at) for e in parsed]
+    results = await engine.submit(tenant, served.name, events) if events else []
+    return 200, batch_results(ctx, [(i, stream_id, r) for i, r in enumerate(results)], [])
+
+
+@router.post(
+    "/{stream_id}/events",
+    summary="Apply events to a stream",
+    description=(
+        "Apply one event, or several of one stream in time order, and return a prediction per "
+        "event. A single event answers with the prediction (200) or an `out_of_order` error "
+        "(409). A list answers 200 with a result per event, each with its own `status` (200 or "
+        "409). Every event is validated before any is applied: one invalid event fails the "
+        "request (4xx) and leaves the stream untouched. A retried event (same `id`) is answered "
+        "with its original prediction, marked `duplicate`. A 200 means the new state is "
+        "committed."
+    ),
+    response_model=PredictionOut | BatchResultsOut,
+    responses={
+        **ERRORS,
+        409: {"model": ErrorOut, "description": "The event is older than the stream's last one."},
+        413: {"model": ErrorOut, "description": "Body or event count over the limit."},
+        415: {"model": ErrorOut, "description": "Not JSON."},
+    },
+    openapi_extra=EVENTS_BODY,
+)
+async def post_events(
+    request: Request, stream_id: StreamId, ctx: Ctx, tenant: Tenant, model: ModelName = None
+) -> Response:
+    received_at = time.time()
+    stream_id = valid_stream_id(ctx, stream_id)
+    served = served_model(ctx, model)
+    body = await read_json(request)
+    status, payload = await apply_events(ctx, tenant, served, stream_id, body, received_at)
+    return JSONResponse(payload, status_code=status)
+
+
+def batch_results(
+    ctx: AppContext,
+    done: list[tuple[int, str, EventResult]],
+    failed: list[tuple[int, str | None, int, dict[str, Any]]],
+) -> dict[str, Any]:
+    """Per-item results in request order: ``done`` engine results, ``failed`` validation errors
+    as ``(index, stream_id, status, error)``."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    applied = duplicates = errors = 0
+    for index, stream_id, result in done:
+        if isinstance(result, Rejection):
+            errors += 1
+            rows.append(
+                (
+                    index,
+                    {
+                        "index": index,
+                        "stream_id": stream_id,
+                        "status": 409,
+                        "prediction": None,
+                        "error": rejection_error(result),
+                    },
+                )
+            )
+            continue
+        if result.duplicate:
+            duplicates += 1
+        else:
+            applied += 1
+        rows.append(
+            (
+                index,
+                {
+                    "index": index,
+                    "stream_id": stream_id,
+                    "status": 200,
+                    "prediction": prediction_json(ctx, result),
+                    "error": None,
+                },
+            )
+        )
+    for index, sid, status, error in failed:
+        errors += 1
+        rows.append(
+            (
+                index,
+                {
+                    "index": index,
+                    "stream_id": sid,
+                    "status": status,
+                    "prediction": None,
+                    "error": error,
+                },
+            )
+        )
+    rows.sort(key=lambda r: r[0])
+    return {
+        "results": [r for _, r in rows],
+        "applied": applied,
+        "duplicates": duplicates,
+        "failed": errors,
+    }
+
+
+def stream_info_json(stream_id: str, info: Any) -> dict[str, Any]:
+    return {
+        "stream_id": stream_id,
+        "model": info.model,
+        "version": info.version,
+        "last_t": info.last_t,
+        "last_time": rfc3339(info.last_t),
+        "count": info.count,
+        "created": rfc3339(info.created),
+        "updated": rfc3339(info.updated),
+        "expires_at": rfc3339(info.expires_at) if info.expires_at is not None else None,
+    }
+
+
+@router.get(
+    "/{stream_id}",
+    summary="Stream metadata",
+    description="Model version, last event time, event count, created/updated times and expiry.",
+    response_model=StreamInfoOut,
+    responses=ERRORS,
+)
+async def get_stream(
+    stream_id: StreamId, ctx: Ctx, tenant: Tenant, model: ModelName = None
+) -> Response:
+    stream_id = valid_stream_id(ctx, stream_id)
+    served = served_model(ctx, model)
+    info = await ctx.require_engine().stream_info(tenant, served.name, stream_id)
+    if info is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id})
+    return JSONResponse(stream_info_json(stream_id, info))
+
+
+@router.get(
+    "/{stream_id}/prediction",
+    summary="Predict at a time without new input",
+    description=(
+        "The prediction the stream's state would give at time `at` (≥ the last event time), "
+        "evolving the state with the last input held. The stored state is not changed."
+    ),
+    response_model=PredictionOut,
+    responses=ERRORS,
+)
+async def get_prediction(
+    stream_id: StreamId,
+    ctx: Ctx,
+    tenant: Tenant,
+    at: Annotated[
+        str | None,
+        Query(
+            description="Epoch seconds or RFC 3339; the current time when omitted.",
+            examples=["1714564900", "2024-05-01T12:01:40Z"],
+            max_length=64,
+        ),
+    ] = None,
+    model: ModelName = None,
+) -> Response:
+    stream_id = valid_stream_id(ctx, stream_id)
+    served = served_model(ctx, model)
+    try:
+        when = time.time() if at is None else parse_timestamp(at, "at", numeric_strings=True)
+    except FieldError as exc:
+        raise field_error(exc) from None
+    p = await ctx.require_engine().predict_at(tenant, served.name, stream_id, when)
+    return JSONResponse(prediction_json(ctx, p))
+
+
+@router.get(
+    "/{stream_id}/state",
+    summary="Export a stream's state",
+    description="The stream's hidden state and bookkeeping, for migration, handoff or tests.",
+    response_model=StateIn,
+    responses=ERRORS,
+)
+async def get_state(
+    stream_id: StreamId, ctx: Ctx, tenant: Tenant, model: ModelName = None
+) -> Response:
+    stream_id = valid_stream_id(ctx, stream_id)
+    served = served_model(ctx, model)
+    snap = await ctx.require_engine().export_state(tenant, served.name, stream_id)
+    if snap is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id})
+    return JSONResponse(snapshot_json(stream_id, snap))
+
+
+@router.put(
+    "/{stream_id}/state",
+    summary="Import a stream's state",
+    description=(
+        "Replace the stream's state with an exported one (same model version). Returns the "
+        "stream's metadata."
+    ),
+    response_model=StreamInfoOut,
+    responses=ERRORS,
+    openapi_extra=STATE_BODY,
+)
+async def put_state(
+    request: Request, stream_id: StreamId, ctx: Ctx, tenant: Tenant, model: ModelName = None
+) -> Response:
+    stream_id = valid_stream_id(ctx, stream_id)
+    served = served_model(ctx, model)
+    body = await read_json(request)
+    snap = snapshot_from_json(body, served)
+    info = await ctx.require_engine().import_state(tenant, served.name, stream_id, snap)
+    return JSONResponse(stream_info_json(stream_id, info))
+
+
+@router.delete(
+    "/{stream_id}",
+    summary="Forget a stream",
+    status_code=204,
+    responses=ERRORS,
+)
+async def delete_stream(
+    stream_id: StreamId, ctx: Ctx, tenant: Tenant, model: ModelName = None
+) -> Response:
+    stream_id = valid_stream_id(ctx, stream_id)
+    served = served_model(ctx, model)
+    if not await ctx.require_engine().delete_stream(tenant, served.name, stream_id):
+        return JSONResponse(
+            error_body(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id}),
+            status_code=404,
+        )
+    return Response(status_code=204)

@@ -1,0 +1,319 @@
+"""The service's one configuration object.
+
+:class:`Settings` is built once at start-up (from ``LIQUID_*`` environment variables, a ``.env``
+file is *not* read, and overrides passed by the CLI) and injected into
+:func:`service.app.create_app`. Nothing here reads the environment at import time.
+
+Every field is validated at construction, with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# `liquid serve` hands its settings to worker processes in this variable (JSON).
+SETTINGS_ENV = "LIQUID_SERVE_SETTINGS_JSON"
+# The demo model shipped in the package: served when no model is given.
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+DEFAULT_STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+# Tenant names become part of store keys and channel names: keep them plain.
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def parse_api_keys(value: Any) -> dict[str, str]:
+    """``"key1:tenantA,key2:tenantB"``, a JSON object ``{"key1": "tenantA"}`` or a mapping."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"api_keys looks like JSON but does not parse: {exc}") from exc
+        else:
+            pairs: dict[str, str] = {}
+            for item in _split_list(text):
+                key, sep, tenant = item.rpartition(":")
+                if not sep or not key or not tenant:
+                    raise ValueError(
+                        "api_keys must be 'key:tenant' pairs separated by commas "
+                        '(e.g. "k1:plant-a,k2:plant-b") or a JSON object {"key": "tenant"}'
+                    )
+                if key in pairs:
+                    raise ValueError("api_keys lists the same key twice")
+                pairs[key] = tenant
+            value = pairs
+    if not isinstance(value, dict):
+        raise ValueError('api_keys must be a mapping {"key": "tenant"}')
+    out: dict[str, str] = {}
+    for key, tenant in value.items():
+        if not isinstance(key, str) or not isinstance(tenant, str):
+            raise ValueError("api_keys keys and tenants must be strings")
+        if len(key) < 8:
+            raise ValueError("every API key must be at least 8 characters long")
+        if not TENANT_PATTERN.match(tenant):
+            raise ValueError(
+                f"tenant {tenant!r} is not a valid tenant name: use 1-64 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+        out[key] = tenant
+    return out
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Configuration of ``liquid serve`` and of :func:`service.app.create_app`.
+
+    Environment variables carry the ``LIQUID_`` prefix (``LIQUID_REDIS_URL`` ...). Lists and
+    mappings accept either JSON or a comma-separated form.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIQUID_",
+        case_sensitive=False,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    models: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Model artifact directories to serve (names come from the artifacts; the "
+        "first is the default). Empty: the demo model shipped with the package.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for stream states and live feeds. None: an in-process store "
+        "(one process only).",
+    )
+    device: str = Field(
+        default="auto", description="Torch device for the batched step: auto, cpu, cuda, cuda:N."
+    )
+    max_batch: int = Field(default=256, description="Most events in one batched step.")
+    max_delay_ms: float = Field(
+        default=2.0, description="Longest wait (ms) for a batch to fill before it runs."
+    )
+    state_ttl_s: float = Field(
+        default=7 * 86400.0, description="An idle stream's state expires after this many seconds."
+    )
+    max_gap_s: float | None = Field(
+        default=86400.0,
+        description="A gap between events longer than this resets the stream's state. None: never.",
+    )
+    first_event_dt_s: float | None = Field(
+        default=None,
+        description="Δt applied to a stream's first event. None: the model's default_dt.",
+    )
+    dedupe_window: int = Field(
+        default=32, description="Recent event ids kept per stream to answer retries."
+    )
+    max_cas_retries: int = Field(
+        default=16, description="Compare-and-set retries before a conflicting write gives up."
+    )
+    max_queue: int = Field(
+        default=65536, description="Most events waiting for the engine; submitters wait beyond."
+    )
+    active_window_s: float = Field(
+        default=300.0, description="A stream counts as active this long after its last event."
+    )
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="API keys -> tenants ('key1:tenantA,key2:tenantB' or JSON). Empty: no "
+        "authentication, one tenant 'default'.",
+    )
+    allow_insecure: bool = Field(
+        default=False,
+        description="Allow serving without API keys on a non-loopback address.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, description="TCP port to bind.")
+    workers: int = Field(default=1, description="Worker processes (needs redis_url when > 1).")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, description="Largest request body accepted (bytes)."
+    )
+    max_events_per_request: int = Field(default=1000, description="Most events in one request.")
+    stream_id_pattern: str = Field(
+        default=DEFAULT_STREAM_ID_PATTERN, description="Regular expression a stream id must match."
+    )
+    live_buffer: int = Field(
+        default=256,
+        description="Messages buffered per live subscriber; beyond it the oldest are dropped.",
+    )
+    log_level: str = Field(default="info", description="Log level: " + ", ".join(LOG_LEVELS))
+
+    # -- field validation ------------------------------------------------------------------
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_text(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, (str, Path)):
+            text = str(value).strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"models looks like JSON but does not parse: {exc}") from exc
+            return _split_list(text)
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_from_text(cls, value: Any) -> dict[str, str]:
+        return parse_api_keys(value)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if value is not None and not str(value).startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "redis_url must start with redis://, rediss:// or unix:// "
+                "(e.g. redis://localhost:6379/0)"
+            )
+        return value
+
+    @field_validator("max_gap_s", "first_event_dt_s", mode="before")
+    @classmethod
+    def _none_words(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null", "off"):
+            return None
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N; got {value!r}")
+        return value
+
+    @field_validator("max_batch", "dedupe_window", "max_cas_retries", "live_buffer")
+    @classmethod
+    def _positive_int(cls, value: int, info: Any) -> int:
+        minimum = 0 if info.field_name == "dedupe_window" else 1
+        if value < minimum:
+            raise ValueError(f"{info.field_name} must be >= {minimum}; got {value}")
+        return value
+
+    @field_validator("max_delay_ms", "first_event_dt_s")
+    @classmethod
+    def _non_negative(cls, value: float | None, info: Any) -> float | None:
+        if value is not None and not (value >= 0 and value < float("inf")):
+            raise ValueError(f"{info.field_name} must be a finite number >= 0; got {value}")
+        return value
+
+    @field_validator("state_ttl_s", "active_window_s", "max_gap_s")
+    @classmethod
+    def _positive_seconds(cls, value: float | None, info: Any) -> float | None:
+        if value is not None and not (value > 0 and value < float("inf")):
+            raise ValueError(
+                f"{info.field_name} must be a finite number of seconds > 0; got {value}"
+            )
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(f"port must be within 0..65535; got {value}")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"workers must be >= 1; got {value}")
+        return value
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _body(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError(f"max_body_bytes must be >= 1024; got {value}")
+        return value
+
+    @field_validator("max_events_per_request")
+    @classmethod
+    def _events(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_events_per_request must be >= 1; got {value}")
+        return value
+
+    @field_validator("stream_id_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"stream_id_pattern is not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_queue < self.max_batch:
+            raise ValueError(
+                f"max_queue ({self.max_queue}) must be >= max_batch ({self.max_batch})"
+            )
+        if self.workers > 1 and self.redis_url is None:
+            raise ValueError(
+                "workers > 1 needs redis_url: with the in-process store every worker would keep "
+                "its own copy of each stream's state"
+            )
+        return self
+
+    # -- derived values --------------------------------------------------------------------
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def resolved_device(self) -> str:
+        """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def check_bind_is_safe(self) -> None:
+        """Refuse to serve without keys on a non-loopback address unless explicitly allowed."""
+        if not self.api_keys and not self.allow_insecure and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to serve without API keys on {self.host}: set LIQUID_API_KEYS "
+                "(e.g. 'key:tenant'), bind to 127.0.0.1, or pass --allow-insecure "
+                "(LIQUID_ALLOW_INSECURE=true) if the network in front is trusted"
+            )

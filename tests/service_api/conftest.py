@@ -1,0 +1,268 @@
+"""Fixtures of the API tests: small real model artifacts, settings free of the environment, an
+app in this process (TestClient) and service processes (uvicorn subprocesses)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from liquidcore.cells.cfc import CfCCell
+from liquidcore.checkpoint import load_model, save_model
+from liquidcore.heads import ReadoutHead
+from liquidcore.model import LiquidModel
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import free_port
+
+FEATURES = ("temp", "vib", "rpm")
+OUTPUTS = ("risk", "load")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build_model(name: str = "pump", seed: int = 0, *, time_unit: float = 1.0) -> LiquidModel:
+    torch.manual_seed(seed)
+    cell = CfCCell(len(FEATURES), 8, backbone_units=16, backbone_layers=1)
+    head = ReadoutHead(cell.output_size, len(OUTPUTS))
+    model = LiquidModel(
+        cell,
+        head,
+        input_mean=[20.0, 0.0, 1000.0],
+        input_std=[5.0, 1.0, 300.0],
+        time_unit=time_unit,
+        default_dt=0.5,
+        feature_names=FEATURES,
+        output_names=OUTPUTS,
+        name=name,
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``pump`` (default), ``pump_v2`` (same name, other weights: a model change), ``plain``
+    (another model, unnamed features and outputs)."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    save_model(build_model("pump", 0), root / "pump")
+    out["pump"] = root / "pump"
+    save_model(build_model("pump", 1), root / "pump_v2")
+    out["pump_v2"] = root / "pump_v2"
+    torch.manual_seed(3)
+    cell = CfCCell(2, 6, backbone_units=8)
+    plain = LiquidModel(cell, ReadoutHead(cell.output_size, 1), name="plain").eval()
+    save_model(plain, root / "plain")
+    out["plain"] = root / "plain"
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read LIQUID_* variables: tests see none but their own."""
+    for key in list(os.environ):
+        if key.startswith("LIQUID_") or key == "PROMETHEUS_MULTIPROC_DIR":
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def make_settings(artifacts: dict[str, Path]) -> Any:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"models": [artifacts["pump"]], "max_delay_ms": 1.0}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+def make_client(app: Any) -> Any:
+    """starlette's TestClient (imported quietly: starlette 1.x deprecates httpx for it in
+    favour of httpx2, which is not a dependency of the project)."""
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(make_settings: Any) -> Iterator[Any]:
+    with make_client(create_app(make_settings())) as c:
+        yield c
+
+
+# -- offline reference ------------------------------------------------------------------------
+def offline_outputs(
+    model: LiquidModel,
+    events: Sequence[tuple[float, Sequence[float]]],
+    *,
+    first_dt: float | None = None,
+    max_gap_s: float = math.inf,
+) -> list[list[float]]:
+    """What the service must answer: ``model.step`` one event at a time (Δt = float64 time
+    difference, the model's default Δt first and after a gap, which also resets the state)."""
+    first = model.default_dt if first_dt is None else first_dt
+    h = model.init_state(1)
+    last_t: float | None = None
+    out = []
+    with torch.no_grad():
+        for t, x in events:
+            if last_t is None or t - last_t > max_gap_s:
+                h = model.init_state(1)
+                dt = first
+            else:
+                dt = t - last_t
+            y, h = model.step(
+                torch.tensor([list(x)], dtype=torch.float32),
+                torch.tensor([dt], dtype=torch.float64).float(),
+                h,
+            )
+            out.append([float(v) for v in model.present(y)[0]])
+            last_t = t
+    return out
+
+
+def outputs_list(prediction: dict[str, Any]) -> list[float]:
+    outs = prediction["outputs"]
+    return [float(outs[n]) for n in OUTPUTS] if isinstance(outs, dict) else [float(v) for v in outs]
+
+
+def assert_close(
+    got: Sequence[Sequence[float]], want: Sequence[Sequence[float]], tol: float = 1e-6
+) -> None:
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        for a, b in zip(g, w, strict=True):
+            assert abs(a - b) <= tol, f"event {i}: {list(g)} != {list(w)}"
+
+
+def load(path: Path) -> LiquidModel:
+    return load_model(path)
+
+
+# -- metrics ----------------------------------------------------------------------------------
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        have = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
+        have = {k: v.strip('"') for k, v in have.items()}
+        if labels and any(have.get(k) != v for k, v in labels.items()):
+            continue
+        total += float(value)
+        found = True
+    if not found:
+        raise KeyError(f"no sample of {name} {labels or ''}")
+    return total
+
+
+# -- service processes ------------------------------------------------------------------------
+@dataclass
+class ServiceProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.kill(signal.SIGKILL)
+
+
+def start_service(
+    args: Sequence[str], tmp: Path, *, port: int | None = None, env: dict[str, str] | None = None
+) -> ServiceProcess:
+    """``liquid serve`` in its own process group, waited for until /readyz answers 200."""
+    port = port or free_port()
+    log = tmp / f"service-{port}-{time.monotonic_ns()}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LIQUID_")}
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    full_env["PYTHONPATH"] = str(REPO)
+    full_env.update(env or {})
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--max-delay-ms",
+                "1",
+                *args,
+            ],
+            cwd=REPO,
+            env=full_env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = ServiceProcess(proc, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    service.stop()
+    raise RuntimeError(f"service not ready after 60 s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Any]:
+    """Starts service processes on demand; stops every one at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(args: Sequence[str], **kw: Any) -> ServiceProcess:
+        s = start_service(args, tmp_path, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def post_json(client: Any, url: str, body: Any, **kw: Any) -> Any:
+    return client.post(
+        url, content=json.dumps(body), headers={"content-type": "application/json"}, **kw
+    )
