@@ -125,7 +125,7 @@ def from_ncps(module: nn.Module, **config: Any) -> LiquidModel:
     mixed = bool(wrapper and module.use_mixed)
     cell = _inner_cell(rnn_cell, config)
     prefix = "rnn_cell." if wrapper else ""
-    key_map = {k: v for k, v in cell.ncps_key_map(prefix).items()}  # type: ignore[operator]
+    key_map = dict(cell.ncps_key_map(prefix))  # type: ignore[operator]
     if mixed:
         from liquidcore.cells.mixed import MixedMemoryCell
 

@@ -1,0 +1,474 @@
+"""Closed-form continuous-time cells: ``CfCCell`` (dense, with a backbone) and ``WiredCfCCell``
+(one sparse CfC layer per layer of a wiring, as ncps).
+
+The modules hold parameters; the math is in :mod:`liquidcore.functional.cfc`. A step is
+
+    u = backbone([x, h])                  # Linear + activation (+ dropout), backbone_layers times
+    g = u @ W_heads.T + b_heads           # all heads in one matrix product (packed layout)
+    h' = MODES[mode].update(g, Δt, w_tau, A)
+
+Parameter names follow ncps so that an ncps ``state_dict`` maps over one to one (shapes equal,
+nothing transposed); ``CfCCell.ncps_key_map()`` writes the mapping out:
+
+=====================================  =========================================================
+ncps key (``ncps.torch.CfC``)          ours
+=====================================  =========================================================
+``rnn_cell.backbone.{j}.weight/bias``  ``backbone.{i}.weight/bias``: ``i``-th backbone Linear;
+                                       ncps's Sequential index ``j`` is ``0`` for ``i = 0`` and
+                                       ``2 + (i - 1)·(3 if dropout > 0 else 2)`` after it
+``rnn_cell.ff1/ff2/time_a/time_b.*``   ``ff1/ff2/time_a/time_b.*`` (the same)
+``rnn_cell.w_tau``, ``rnn_cell.A``     ``w_tau``, ``A`` (pure mode, ``[1, H]``)
+``rnn_cell.sparsity_mask``             ``sparsity_mask`` (a buffer here; ncps: a frozen
+                                       Parameter; both ``|mask|.T``, shaped like ``ff1.weight``)
+``rnn_cell.layer_{l}.<key>``           ``layer_{l}.<key>`` (``WiredCfCCell``, keys as above)
+=====================================  =========================================================
+
+Differences from ncps, all deliberate:
+
+* Δt is ``[B, 1]``, one per stream. ncps's ``CfC`` wrapper squeezes timespans to ``[B]``, which
+  broadcasts across *units* instead of streams: an error when ``1 < B != hidden_size``, a
+  silently wrong answer when ``B == hidden_size`` (ncps issues 81-83).
+* Backbone dropout follows every backbone layer's activation. ncps adds it only after layers
+  ``2..n``, so a one-layer backbone (its default) never drops out. Eval-mode numbers are the
+  same; only training with ``backbone_dropout > 0`` differs.
+* Pure mode starts from ``w_tau = 0`` and ``A = 1``, the values ncps writes; ncps then overwrites
+  them with Xavier noise because its initialiser touches every 2-D parameter. Every other
+  parameter is drawn as ncps draws it, in the same order, so the same seed gives the same
+  weights.
+* ``WiredCfCCell``'s output is the motor neurons of the last layer, ``output_size`` of them.
+  For NCP wirings this is the whole last layer, as in ncps. For one-layer wirings with
+  ``output_dim < units`` ncps returns all units even though its ``output_size`` says
+  ``output_dim``; we follow its ``output_size`` (and its LTC, which returns ``h[:, :output_dim]``).
+
+Speed. Tanh-shaped backbone activations (``lecun_tanh``, ``tanh``) are run as one sigmoid, their
+``pre`` factor folded into the weights before them and their ``scale``/``shift`` into the
+weights after them (:data:`liquidcore.functional.activations.SIGMOID_FORMS`); the four heads are
+one matrix product. With autograd on, the folded weights are rebuilt from the parameters every
+step (so gradients reach the parameters). Without autograd (``torch.no_grad`` or
+``torch.inference_mode``) they are cached, keyed by every parameter's storage address and
+version counter, so optimiser steps, ``load_state_dict``, ``.to()`` and in-place edits under
+``no_grad`` all invalidate the cache. Writes through ``param.data`` bypass version counters:
+call ``clear_cache()`` after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liquidcore.cells.base import LiquidCell
+from liquidcore.functional.activations import SIGMOID_FORMS, get_activation
+from liquidcore.functional.cfc import fold_linear, get_mode
+
+_NCPS_HEAD_ORDER = ("ff1", "ff2", "time_a", "time_b")  # ncps's creation order (its RNG stream)
+_MASKED_HEADS = frozenset({"ff1", "ff2"})  # ncps masks these two only
+
+Folded = tuple[tuple[tuple[Tensor, Tensor], ...], tuple[Tensor, Tensor]]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _mask_buffer(mask: Any, features: int, hidden: int) -> Tensor:
+    """ncps's orientation ``[features, hidden]`` in; ``|mask|.T``, shaped like a head weight."""
+    t = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
+    _check(
+        tuple(t.shape) == (features, hidden),
+        f"sparsity_mask must have shape [features into the heads, hidden_size] = "
+        f"[{features}, {hidden}] (ncps's orientation); got {list(t.shape)}",
+    )
+    return t.abs().T.contiguous()
+
+
+def _tracing() -> bool:
+    """Traced, compiled or exported: build the folded weights in the graph, never cache."""
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or (exporting is not None and exporting())
+    )
+
+
+class CfCCell(LiquidCell):
+    """A closed-form continuous-time cell with ncps's parameters and initialisation.
+
+    ``forward(x[B, input_size], h[B, hidden_size], dt[B, 1]) -> (h', h')``. See the module
+    docstring for the parameter names, the ncps key map and the differences from ncps (Δt per
+    stream; dropout after every backbone layer; pure-mode initial ``w_tau``/``A``).
+
+    ``sparsity_mask`` (``[features into the heads, hidden_size]``, ncps's orientation; its
+    absolute value is used) masks the weights of ``ff1`` and ``ff2``, as in ncps.
+    """
+
+    cell_type: ClassVar[str] = "cfc"
+    backbone: nn.ModuleList
+    ff1: nn.Linear
+    ff2: nn.Linear  # ff2, time_a, time_b: not in pure mode
+    time_a: nn.Linear
+    time_b: nn.Linear
+    w_tau: nn.Parameter | None
+    A: nn.Parameter | None
+    sparsity_mask: Tensor | None
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        mode: str = "default",
+        backbone_activation: str = "lecun_tanh",
+        backbone_units: int = 128,
+        backbone_layers: int = 1,
+        backbone_dropout: float = 0.0,
+        sparsity_mask: Any = None,
+    ) -> None:
+        super().__init__()
+        self._mode = get_mode(mode)
+        self._activation = get_activation(backbone_activation)
+        _check(input_size >= 1, f"input_size must be >= 1; got {input_size}")
+        _check(hidden_size >= 1, f"hidden_size must be >= 1; got {hidden_size}")
+        _check(backbone_layers >= 0, f"backbone_layers must be >= 0; got {backbone_layers}")
+        _check(
+            backbone_layers == 0 or backbone_units >= 1,
+            f"backbone_units must be >= 1 when backbone_layers > 0; got {backbone_units}",
+        )
+        _check(
+            0.0 <= backbone_dropout < 1.0,
+            f"backbone_dropout must be in [0, 1); got {backbone_dropout}",
+        )
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.state_size = self.hidden_size
+        self.output_size = self.hidden_size
+        self.mode = mode
+        self.backbone_activation = backbone_activation
+        self.backbone_units = int(backbone_units)
+        self.backbone_layers = int(backbone_layers)
+        self.backbone_dropout = float(backbone_dropout)
+        self._form = SIGMOID_FORMS.get(backbone_activation)
+        self._pure = mode == "pure"
+
+        width = self.input_size + self.hidden_size
+        layers = []
+        for _ in range(self.backbone_layers):
+            layers.append(nn.Linear(width, self.backbone_units))
+            width = self.backbone_units
+        self.backbone = nn.ModuleList(layers)
+        self.register_buffer(
+            "sparsity_mask",
+            None if sparsity_mask is None else _mask_buffer(sparsity_mask, width, hidden_size),
+        )
+        for name in _NCPS_HEAD_ORDER:
+            if name in self._mode.heads:
+                self.add_module(name, nn.Linear(width, self.hidden_size))
+        if mode == "pure":
+            self.w_tau = nn.Parameter(torch.zeros(1, self.hidden_size))
+            self.A = nn.Parameter(torch.ones(1, self.hidden_size))
+        else:
+            self.register_parameter("w_tau", None)
+            self.register_parameter("A", None)
+        self.reset_parameters()
+        # Where every tensor the folded weights derive from lives (read afresh at each check,
+        # so a parameter replaced by load_state_dict(assign=True) or .to() is seen).
+        self._fold_sources: list[tuple[dict[str, Any], str]] = [
+            (store, name)
+            for m in self.modules()
+            for store in (m._parameters, m._buffers)
+            for name, t in store.items()
+            if t is not None
+        ]
+        self._fold_cache: tuple[tuple[tuple[int, int], ...], Folded] | None = None
+
+    def reset_parameters(self) -> None:
+        """ncps's initialisation: Xavier-uniform on the 2-D weights, PyTorch's default on the
+        biases; pure mode's ``w_tau = 0``, ``A = 1``.
+
+        The draws consume the random stream exactly as ncps's do (it also draws Xavier noise
+        for ``w_tau`` and ``A``, before everything else), so one seed gives ncps's weights.
+        """
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.xavier_uniform_(p)
+        if self.w_tau is not None and self.A is not None:
+            with torch.no_grad():
+                self.w_tau.zero_()
+                self.A.fill_(1.0)
+
+    # --- step ----------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        h_new = self.step(x, h, dt)
+        return h_new, h_new
+
+    def output_of(self, h: Tensor) -> Tensor:
+        return h
+
+    def step(self, x: Tensor, h: Tensor, dt: Tensor) -> Tensor:
+        """The new state ``h'[B, hidden_size]`` (which is also the output)."""
+        u = torch.cat([x, h], dim=1)
+        if self.training and self.backbone_dropout > 0.0:
+            for layer in self._backbone():
+                u = F.dropout(self._activation(layer(u)), self.backbone_dropout, training=True)
+            w, b = self._packed_heads(1.0, 0.0)
+        else:
+            layers, (w, b) = self._folded()
+            for lw, lb in layers:
+                u = self._folded_activation(F.linear(u, lw, lb))
+        g = F.linear(u, w, b)
+        if self._pure:
+            return self._mode.update(g, dt, self.w_tau, self.A)
+        return self._mode.update(g, dt, None, None)
+
+    def _folded_activation(self, z: Tensor) -> Tensor:
+        # The centred sigmoid ``sigmoid(pre·z) - 0.5``: the next layer's weights carry ``scale``
+        # and, for the tanh shapes, no shift remains to fold into its bias. Folding the shift
+        # would cancel large partial sums (``Σ scale·W·s`` against ``shift·ΣW``) and cost
+        # accuracy; the subtraction itself is exact in float32 for sigmoid values >= 0.25.
+        if self._form is None:
+            return self._activation(z)
+        if z.requires_grad:
+            return torch.sigmoid(z) - 0.5
+        return z.sigmoid_().sub_(0.5)
+
+    # --- weight folding --------------------------------------------------------------------------
+
+    def _backbone(self) -> list[nn.Linear]:
+        return [cast(nn.Linear, layer) for layer in self.backbone]
+
+    def _heads(self) -> list[tuple[str, nn.Linear]]:
+        return [(name, getattr(self, name)) for name in self._mode.heads]
+
+    def _packed_heads(self, in_scale: float, in_shift: float) -> tuple[Tensor, Tensor]:
+        ws, bs = [], []
+        for (name, head), scale in zip(self._heads(), self._mode.head_scales, strict=True):
+            weight = head.weight
+            if self.sparsity_mask is not None and name in _MASKED_HEADS:
+                weight = weight * self.sparsity_mask
+            w, b = fold_linear(
+                weight, head.bias, in_scale=in_scale, in_shift=in_shift, out_scale=scale
+            )
+            ws.append(w)
+            bs.append(b)
+        if len(ws) == 1:
+            return ws[0], bs[0]
+        return torch.cat(ws), torch.cat(bs)
+
+    def _fold(self) -> Folded:
+        pre, scale, shift = (1.0, 1.0, 0.0) if self._form is None else self._form
+        centred = 0.0 if self._form is None else 0.5 * scale  # see _folded_activation
+        layers = []
+        in_scale, in_shift = 1.0, 0.0
+        for layer in self._backbone():
+            layers.append(
+                fold_linear(
+                    layer.weight, layer.bias, in_scale=in_scale, in_shift=in_shift, out_scale=pre
+                )
+            )
+            in_scale, in_shift = scale, shift + centred  # 0 for tanh and lecun_tanh
+        return tuple(layers), self._packed_heads(in_scale, in_shift)
+
+    def _fold_key(self) -> tuple[tuple[int, int], ...] | None:
+        try:
+            return tuple([(s[n].data_ptr(), s[n]._version) for s, n in self._fold_sources])
+        except RuntimeError:  # inference tensors keep no version counter: do not cache
+            return None
+
+    def _folded(self) -> Folded:
+        if torch.is_grad_enabled() or _tracing():
+            return self._fold()
+        key = self._fold_key()
+        cache = self._fold_cache
+        if key is not None and cache is not None and cache[0] == key:
+            return cache[1]
+        # Plain tensors even under inference_mode, so the cache stays usable outside it.
+        with torch.inference_mode(False), torch.no_grad():
+            folded = self._fold()
+        if key is not None:
+            self._fold_cache = (key, folded)
+        return folded
+
+    def clear_cache(self) -> None:
+        """Drop the cached folded weights (needed only after writes through ``param.data``)."""
+        self._fold_cache = None
+
+    # --- config and ncps compatibility ----------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        mask = self.sparsity_mask
+        return {
+            "type": self.cell_type,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "mode": self.mode,
+            "backbone_activation": self.backbone_activation,
+            "backbone_units": self.backbone_units,
+            "backbone_layers": self.backbone_layers,
+            "backbone_dropout": self.backbone_dropout,
+            "sparsity_mask": None if mask is None else mask.T.tolist(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CfCCell:
+        _check_type(cls, config)
+        return cls(**{k: v for k, v in config.items() if k != "type"})
+
+    def ncps_key_map(self, prefix: str = "rnn_cell.") -> dict[str, str]:
+        """``{ncps state_dict key: our state_dict key}``; ``prefix`` is where the cell sits in the
+        ncps module (``"rnn_cell."`` in ``ncps.torch.CfC``, ``""`` for a bare ``CfCCell``)."""
+        step = 3 if self.backbone_dropout > 0.0 else 2
+        out: dict[str, str] = {}
+        for i in range(self.backbone_layers):
+            j = 0 if i == 0 else 2 + (i - 1) * step
+            for p in ("weight", "bias"):
+                out[f"{prefix}backbone.{j}.{p}"] = f"backbone.{i}.{p}"
+        for name, _ in self._heads():
+            for p in ("weight", "bias"):
+                out[f"{prefix}{name}.{p}"] = f"{name}.{p}"
+        if self.w_tau is not None:
+            out[f"{prefix}w_tau"] = "w_tau"
+            out[f"{prefix}A"] = "A"
+        if self.sparsity_mask is not None:
+            out[f"{prefix}sparsity_mask"] = "sparsity_mask"
+        return out
+
+
+def _check_type(cls: type[LiquidCell], config: dict[str, Any]) -> None:
+    _check(
+        config.get("type") == cls.cell_type,
+        f"{cls.__name__}.from_config needs a config of type {cls.cell_type!r}; "
+        f"got {config.get('type')!r}",
+    )
+
+
+class Wiring(Protocol):
+    """What ``WiredCfCCell`` needs of a wiring (ours, or an ncps wiring)."""
+
+    units: int
+    input_dim: int | None
+    output_dim: int | None
+    adjacency_matrix: Any
+    sensory_adjacency_matrix: Any
+
+    @property
+    def num_layers(self) -> int: ...
+
+    def get_neurons_of_layer(self, layer_id: int) -> Sequence[int]: ...
+
+    def build(self, input_dim: int) -> None: ...
+
+    def get_config(self) -> dict[str, Any]: ...
+
+
+class WiredCfCCell(LiquidCell):
+    """One CfC layer (no backbone, ``lecun_tanh``, sparse ``ff1``/``ff2``) per layer of a
+    wiring, each fed by the previous layer's new state, as ncps's ``WiredCfCCell``.
+
+    The state is ordered by layer (inter, command, motor for an NCP), as ncps. Layer ``l`` is
+    the submodule ``layer_{l}`` (a :class:`CfCCell`), named as in ncps.
+    """
+
+    cell_type: ClassVar[str] = "wired_cfc"
+
+    def __init__(self, input_size: int | None, wiring: Wiring, mode: str = "default") -> None:
+        super().__init__()
+        get_mode(mode)
+        if input_size is not None and wiring.input_dim != input_size:
+            # Only when unbuilt (or conflicting, which build() refuses): building an ncps NCP
+            # a second time adds a second round of random synapses.
+            wiring.build(input_size)
+        _check(
+            wiring.input_dim is not None,
+            "the wiring has no input size: pass input_size or call wiring.build(input_size)",
+        )
+        _check(wiring.output_dim is not None, "the wiring has no output size (output_dim)")
+        self.wiring = wiring
+        self.mode = mode
+        self.input_size = int(wiring.input_dim)  # type: ignore[arg-type]
+        self.state_size = int(wiring.units)
+        neurons = [list(wiring.get_neurons_of_layer(i)) for i in range(wiring.num_layers)]
+        self.layer_sizes = [len(n) for n in neurons]
+        _check(
+            sum(self.layer_sizes) == self.state_size,
+            f"the wiring's layers hold {sum(self.layer_sizes)} neurons but it has "
+            f"{self.state_size} units",
+        )
+
+        in_features = self.input_size
+        for i, units in enumerate(neurons):
+            if i == 0:
+                fan_in = np.asarray(wiring.sensory_adjacency_matrix)[:, units]
+            else:
+                fan_in = np.asarray(wiring.adjacency_matrix)[:, units][neurons[i - 1], :]
+            mask = np.concatenate([fan_in, np.ones((len(units), len(units)))], axis=0)
+            layer = CfCCell(
+                in_features,
+                len(units),
+                mode,
+                backbone_activation="lecun_tanh",
+                backbone_units=0,
+                backbone_layers=0,
+                sparsity_mask=mask,
+            )
+            self.add_module(f"layer_{i}", layer)
+            in_features = len(units)
+
+        # Output: the motor neurons (ids < output_dim, as ncps numbers them) of the last layer.
+        start = self.state_size - self.layer_sizes[-1]
+        motor = [start + k for k, n in enumerate(neurons[-1]) if n < int(wiring.output_dim)]  # type: ignore[arg-type]
+        _check(
+            len(motor) > 0 and motor == list(range(motor[0], motor[0] + len(motor))),
+            "the motor neurons (ids < output_dim) must be a non-empty contiguous run of the "
+            "wiring's last layer",
+        )
+        self._out = slice(motor[0], motor[-1] + 1)
+        self.output_size = len(motor)
+
+    @property
+    def layers(self) -> list[CfCCell]:
+        return [getattr(self, f"layer_{i}") for i in range(len(self.layer_sizes))]
+
+    def forward(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        parts = []
+        inputs = x
+        for layer, h_l in zip(self.layers, torch.split(h, self.layer_sizes, dim=1), strict=True):
+            inputs = layer.step(inputs, h_l, dt)
+            parts.append(inputs)
+        h_new = torch.cat(parts, dim=1)
+        return self.output_of(h_new), h_new
+
+    def output_of(self, h: Tensor) -> Tensor:
+        return h[:, self._out]
+
+    def clear_cache(self) -> None:
+        for layer in self.layers:
+            layer.clear_cache()
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": self.cell_type,
+            "input_size": self.input_size,
+            "mode": self.mode,
+            "wiring": self.wiring.get_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> WiredCfCCell:
+        _check_type(cls, config)
+        from liquidcore.wirings import wiring_from_config  # lazy: wirings may import cells
+
+        return cls(config["input_size"], wiring_from_config(config["wiring"]), config["mode"])
+
+    def ncps_key_map(self, prefix: str = "rnn_cell.") -> dict[str, str]:
+        """``{ncps state_dict key: ours}``: ``{prefix}layer_{l}.<key>`` -> ``layer_{l}.<key>``."""
+        out: dict[str, str] = {}
+        for i, layer in enumerate(self.layers):
+            for k, v in layer.ncps_key_map(f"{prefix}layer_{i}.").items():
+                out[k] = f"layer_{i}.{v}"
+        return out
