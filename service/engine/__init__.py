@@ -1,0 +1,71 @@
+"""The engine: stream semantics, one batched model call per batch on a worker thread, and
+compare-and-set write-back. ``from service.engine import X`` is the interface; the modules:
+
+- ``types``: the values in and out (``Event``, ``Prediction``, ``Rejection``, ``StreamInfo``,
+  ``StateSnapshot``)
+- ``errors``: the exceptions the API maps to status codes
+- ``config``: ``EngineConfig``
+- ``served``: ``ServableModel`` (what the engine needs of a model) and the served set
+- ``core``: ``Engine``, the queue and the batch loop (load, decide, compute, commit, retry)
+- ``compute``: the batched model call on the device, on the single worker thread
+- ``storage``: the store as the engine uses it (timed, records decoded)
+- ``results``: the answers of a committed stream's events, and their counts
+- ``admin``: predict at a time, metadata, export, import, delete
+- ``snapshot``: records to and from the admin values, with the import check
+- ``publish``: the live message format and the background publisher
+- ``activity``: which streams are active
+
+Interface changes against the brief: none. Additions: ``EngineConfig.expiry_grace_s``,
+``max_queue`` and ``publish_live``; ``StreamInfo.stream_id``; ``StateSnapshot.recent``,
+``model``, ``created`` and ``updated``; exceptions ``InvalidEvent``, ``EngineStopped``,
+``StateConflict`` and ``StateUnreadable``; ``Engine.models``, ``Engine.running``,
+``Engine.active_stream_count()``, ``prediction_message``.
+"""
+
+from service.codec import RecentEntry
+from service.engine.config import EngineConfig
+from service.engine.core import Engine
+from service.engine.errors import (
+    EngineError,
+    EngineStopped,
+    InvalidEvent,
+    InvalidState,
+    InvalidTime,
+    StateConflict,
+    StateUnreadable,
+    StreamNotFound,
+    UnknownModel,
+)
+from service.engine.publish import prediction_message
+from service.engine.served import ServableModel
+from service.engine.types import (
+    Event,
+    EventResult,
+    Prediction,
+    Rejection,
+    StateSnapshot,
+    StreamInfo,
+)
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "EngineStopped",
+    "Event",
+    "EventResult",
+    "InvalidEvent",
+    "InvalidState",
+    "InvalidTime",
+    "Prediction",
+    "RecentEntry",
+    "Rejection",
+    "ServableModel",
+    "StateConflict",
+    "StateSnapshot",
+    "StateUnreadable",
+    "StreamInfo",
+    "StreamNotFound",
+    "UnknownModel",
+    "prediction_message",
+]

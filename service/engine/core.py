@@ -1,0 +1,341 @@
+"""The engine: a queue of events, and a batch loop that loads, decides, computes and commits.
+
+One batch (:meth:`Engine._process`), as DESIGN §2 draws it::
+
+    batcher --(up to max_batch events / max_delay_s)--> group by stream
+      -> load every stream's record (one pipelined round trip)
+      -> plan each stream (service.stream_semantics: duplicates, order, gaps, expiry, restarts)
+      -> one model.forward per served model over all its streams (padded with mask, resets
+         mid-sequence via reset), in torch.inference_mode on the engine's single worker thread
+         (service.engine.compute)
+      -> compare-and-set every changed record (one pipelined round trip)
+      -> resolve the waiting futures of the streams that committed; reload and recompute only
+         the streams that lost a CAS race (counted in liquid_state_conflicts_total)
+      -> publish the new predictions to the streams' live channels (a background task)
+
+Decisions run on the event loop as plain code; the worker thread only executes the rows it is
+handed. ``submit`` raises the first engine error of its events (``StateConflict``,
+``StateUnreadable``, a store error) after all of them are settled. The operations outside the
+event path (``predict_at``, ``stream_info``, export, import, delete) are
+:class:`service.engine.admin.StreamAdmin`'s; the engine offers them as its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from service.batcher import Batcher, BatcherClosed, Pending, group_by_stream
+from service.codec import StreamRecord, encode_record, floats_to_f32
+from service.engine.activity import ActiveStreams
+from service.engine.admin import StreamAdmin
+from service.engine.compute import DeviceExecutor, ModelCall, Row
+from service.engine.config import EngineConfig
+from service.engine.errors import EngineStopped, StateConflict, StateUnreadable
+from service.engine.publish import LivePublisher, prediction_message
+from service.engine.results import count_outcome, results_of
+from service.engine.served import ServableModel, ServedModels
+from service.engine.storage import TimedStore, read_record
+from service.engine.types import (
+    Event,
+    EventResult,
+    Prediction,
+    StateSnapshot,
+    StreamInfo,
+    check_event,
+)
+from service.keys import live_channel, state_key
+from service.live import LiveBus
+from service.metrics import Metrics
+from service.store.base import CasWrite, StateStore, Versioned
+from service.stream_semantics import Incoming, Plan, Step, build_record, plan_stream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    tenant: str
+    model_name: str
+    event: Event
+    stream_key: str
+
+
+@dataclass(eq=False, slots=True)
+class _Work:
+    """One stream's share of a batch attempt."""
+
+    key: str
+    pending: list[Pending[_Job]]
+    model_name: str
+    record: StreamRecord | None
+    version: int  # store version loaded (0: absent)
+    plan: Plan
+    incoming: list[Incoming]
+    outputs: list[tuple[float, ...]] = field(default_factory=list)
+    h: bytes = b""
+    x: bytes = b""
+
+    def event(self, index: int) -> Event:
+        return self.pending[index].item.event
+
+    def row(self) -> Row:
+        """The model call's input for this stream's planned steps."""
+        steps = self.plan.steps
+        return Row.of(
+            h0=self.record.h if self.plan.resume and self.record is not None else None,
+            xs=[self.event(s.index).x for s in steps],
+            dts=[s.dt for s in steps],
+            fresh=[s.fresh for s in steps],
+        )
+
+
+def _fail(pending: Sequence[Pending[_Job]], exc: BaseException) -> None:
+    for p in pending:
+        if not p.future.done():
+            p.future.set_exception(exc)
+
+
+class Engine:
+    """Serves ``models`` (name -> model) over ``store`` and ``live``. ``start`` before use and
+    ``stop`` at shutdown (it drains the queue); the store and bus stay the caller's to close.
+    ``clock``: wall-clock seconds (injectable for tests of expiry)."""
+
+    def __init__(
+        self,
+        models: Mapping[str, ServableModel],
+        store: StateStore,
+        live: LiveBus,
+        metrics: Metrics,
+        config: EngineConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._served = ServedModels(models, config)
+        self._store = TimedStore(store, metrics)
+        self._metrics = metrics
+        self.config = config
+        self._executor = DeviceExecutor(config.device, metrics)
+        self.device = self._executor.device
+        self._clock = clock
+        self._publisher = LivePublisher(live, metrics)
+        self._active = ActiveStreams(config.active_window_s, metrics)
+        self._admin = StreamAdmin(self._served, self._store, self._executor, metrics, config, clock)
+        self._batcher: Batcher[_Job] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def models(self) -> Mapping[str, ServableModel]:
+        return self._served.models
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._stopped
+
+    def active_stream_count(self) -> int:
+        """Streams with an event in the last ``active_window_s`` seconds."""
+        return self._active.count()
+
+    # --- the admin operations (service.engine.admin) -------------------------------------------
+
+    async def predict_at(
+        self, tenant: str, model_name: str, stream_id: str, at: float
+    ) -> Prediction:
+        """The stream's output at ``at`` with its last input held; changes nothing."""
+        return await self._admin.predict_at(tenant, model_name, stream_id, at)
+
+    async def stream_info(self, tenant: str, model_name: str, stream_id: str) -> StreamInfo | None:
+        """Metadata of the stream's state; ``None`` when it has none (or it expired)."""
+        return await self._admin.stream_info(tenant, model_name, stream_id)
+
+    async def export_state(
+        self, tenant: str, model_name: str, stream_id: str
+    ) -> StateSnapshot | None:
+        """The stream's state (exact float32 values); ``None`` when it has none."""
+        return await self._admin.export_state(tenant, model_name, stream_id)
+
+    async def import_state(
+        self, tenant: str, model_name: str, stream_id: str, snap: StateSnapshot
+    ) -> StreamInfo:
+        """Replace the stream's state with ``snap`` (checked against the served model)."""
+        return await self._admin.import_state(tenant, model_name, stream_id, snap)
+
+    async def delete_stream(self, tenant: str, model_name: str, stream_id: str) -> bool:
+        """Forget the stream's state; ``True`` if it had a live one."""
+        return await self._admin.delete_stream(tenant, model_name, stream_id)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._stopped:
+            raise EngineStopped("a stopped engine cannot be restarted; make a new one")
+        if self._worker is not None:
+            return
+        await self._executor.place(self._served.models.values())
+        self._batcher = Batcher(
+            self.config.max_batch, self.config.max_delay_s, max_queue=self.config.max_queue
+        )
+        self._worker = asyncio.get_running_loop().create_task(
+            self._run(), name="liquid-engine-worker"
+        )
+        self._publisher.start()
+        self._active.start()
+
+    async def stop(self) -> None:
+        """Accept nothing new, finish every queued event (commit and answer it), then stop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._batcher is not None:
+            self._batcher.close()
+        if self._worker is not None:
+            await self._worker
+        await self._active.stop()
+        await self._publisher.stop()
+        self._executor.close()
+        self._active.clear()
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def submit(
+        self, tenant: str, model_name: str, events: Sequence[Event]
+    ) -> list[EventResult]:
+        """Apply ``events`` (any streams; each stream's in the given order) and return one
+        result per event, in order, once every state they changed is committed."""
+        model = self._served.get(model_name)
+        if self._batcher is None or self._stopped:
+            raise EngineStopped("the engine is not running")
+        jobs = []
+        for ev in events:
+            check_event(ev, model_name, model.input_size)
+            jobs.append(_Job(tenant, model_name, ev, state_key(tenant, model_name, ev.stream_id)))
+        if not jobs:
+            return []
+        try:
+            futures = await self._batcher.put_many(jobs)
+        except BatcherClosed:
+            raise EngineStopped("the engine is stopping") from None
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        out: list[EventResult] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            out.append(r)
+        return out
+
+    async def _run(self) -> None:
+        assert self._batcher is not None
+        while True:
+            batch = await self._batcher.next_pending()
+            if not batch:
+                return  # closed and drained
+            try:
+                await self._process(batch)
+            except Exception as exc:  # a store or model failure fails this batch, not the engine
+                log.exception("batch of %d events failed", len(batch))
+                _fail(batch, exc)
+
+    async def _process(self, batch: list[Pending[_Job]]) -> None:
+        m = self._metrics
+        mono = time.monotonic()
+        m.batch_size.observe(len(batch))
+        for p in batch:
+            m.queue_wait.observe(max(0.0, mono - p.enqueued_at))
+            ev = p.item.event
+            m.event_lag.observe(max(0.0, ev.received_at - ev.t))
+        groups = group_by_stream(batch, key=lambda p: p.item.stream_key)
+        self._active.touch(groups, mono)
+        todo = groups
+        for attempt in range(self.config.max_cas_retries + 1):
+            loaded = await self._store.load(list(todo))
+            todo = await self._attempt(todo, loaded)
+            if not todo:
+                return
+            m.state_conflicts.inc(len(todo))
+            log.debug("attempt %d: %d streams lost a CAS race; recomputing", attempt, len(todo))
+        err = StateConflict(
+            f"the state of {len(todo)} stream(s) changed concurrently "
+            f"{self.config.max_cas_retries + 1} times; retry the request"
+        )
+        for pending in todo.values():
+            _fail(pending, err)
+
+    async def _attempt(
+        self, groups: dict[str, list[Pending[_Job]]], loaded: list[Versioned | None]
+    ) -> dict[str, list[Pending[_Job]]]:
+        """Plan, compute and commit ``groups``; return the groups that lost a CAS race."""
+        now = self._clock()
+        works: list[_Work] = []
+        for (key, pending), stored in zip(groups.items(), loaded, strict=True):
+            model_name = pending[0].item.model_name
+            try:
+                record = None if stored is None else read_record(stored)
+            except StateUnreadable as err:
+                _fail(pending, err)
+                continue
+            incoming = [Incoming(p.item.event.t, p.item.event.event_id) for p in pending]
+            plan = plan_stream(record, incoming, self._served.policy(model_name), now)
+            version = stored.version if stored else 0
+            works.append(_Work(key, pending, model_name, record, version, plan, incoming))
+        writing = [w for w in works if w.plan.writes]
+        if writing:
+            await self._compute(writing)
+        writes = []
+        for w in writing:
+            policy = self._served.policy(w.model_name)
+            new = build_record(w.plan, policy, w.incoming, w.outputs, w.h, w.x, now)
+            writes.append(CasWrite(w.key, w.version, encode_record(new), self.config.store_ttl_s))
+        won = await self._store.save(writes)
+        lost: dict[str, list[Pending[_Job]]] = {}
+        committed: list[_Work] = []
+        for w, ok in zip(writing, won, strict=True):
+            if ok:
+                committed.append(w)
+            else:
+                lost[w.key] = w.pending
+        committed.extend(w for w in works if not w.plan.writes)
+        messages: list[tuple[str, str]] = []
+        for w in committed:
+            self._resolve(w, messages)
+        if messages:
+            self._publisher.enqueue(messages)
+        return lost
+
+    def _resolve(self, w: _Work, messages: list[tuple[str, str]]) -> None:
+        """Answer a committed stream's events, count them, and queue its live messages."""
+        events = [p.item.event for p in w.pending]
+        version = self._served.version(w.model_name)
+        results = results_of(w.plan.outcomes, events, w.outputs, w.model_name, version)
+        output_names = self._served.get(w.model_name).output_names
+        for outcome, result in zip(w.plan.outcomes, results, strict=True):
+            count_outcome(self._metrics, outcome)
+            if isinstance(outcome, Step) and self.config.publish_live:
+                assert isinstance(result, Prediction)
+                ev = events[outcome.index]
+                tenant = w.pending[outcome.index].item.tenant
+                message = prediction_message(result, ev.x, output_names)
+                messages.append((live_channel(tenant, ev.stream_id), message))
+            fut = w.pending[outcome.index].future
+            if not fut.done():
+                fut.set_result(result)
+
+    async def _compute(self, works: list[_Work]) -> None:
+        """Run every stream's planned steps: one ``model.forward`` per model, on the worker
+        thread; store each stream's outputs, final state and last input on its work."""
+        by_model: dict[str, list[_Work]] = {}
+        for w in works:
+            by_model.setdefault(w.model_name, []).append(w)
+        calls: list[ModelCall] = [
+            (self._served.get(name), [w.row() for w in ws]) for name, ws in by_model.items()
+        ]
+        results = await self._executor.forward(calls)
+        for ws, (ys, hs) in zip(by_model.values(), results, strict=True):
+            for b, w in enumerate(ws):
+                n = len(w.plan.steps)
+                w.outputs = [tuple(row) for row in ys[b, :n].tolist()]
+                w.h = hs[b].tobytes()
+                w.x = floats_to_f32(w.event(w.plan.steps[-1].index).x)
