@@ -38,7 +38,7 @@ from service.live import MemoryLiveBus, RedisLiveBus
 from service.metrics import Metrics, multiprocess_dir
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.models import ModelRegistry
-from service.routes import events, health, live, models, streams
+from service.routes import events, health, live, models, streams, ui
 from service.routes.deps import AppContext
 from service.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateIn, StreamEventIn
 from service.settings import SETTINGS_ENV, Settings
@@ -192,7 +192,7 @@ def create_app(
             StateUnreadable: ErrorCode.INTERNAL,
         },
     )
-    routers = [m.router for m in (streams, events, models, health, live)]
+    routers = [m.router for m in (streams, events, models, health, live, ui)]
     for router in routers:
         app.include_router(router)
     # Added last = outermost: metrics see every answer, the body-limit's 413s included.

@@ -206,6 +206,10 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "serve": (serve, "serve models over HTTP and WebSocket"),
     "train": (_delegate("liquidcore.train.cli", "train", "train"), "train a model"),
     "evaluate": (_delegate("liquidcore.train.cli", "evaluate", "train"), "evaluate a model"),
+    "demo": (
+        lambda argv: int(importlib.import_module("service.demo.replay").main(argv)),
+        "replay irregular sensor recordings into a running service",
+    ),
 }
 
 
