@@ -7,6 +7,7 @@ streams ``n``. Its outputs equal the eager ``LiquidModel.step``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -48,15 +49,21 @@ def export_step_onnx(model: LiquidModel, path: str | Path) -> Path:
     """Write the step as an ONNX file (inputs ``x``, ``dt``, ``h``; outputs ``y``, ``h_next``)."""
     out = Path(path)
     n = torch.export.Dim("streams", min=1)
-    program = torch.onnx.export(
-        StepGraph(model).eval(),
-        _example(model, 3),
-        input_names=["x", "dt", "h"],
-        output_names=["y", "h_next"],
-        dynamic_shapes=({0: n}, {0: n}, {0: n}),
-        dynamo=True,
-        external_data=False,
-    )
+    with warnings.catch_warnings():
+        # torch's exporter trips over its own deprecated pytree API and renames dynamic axes;
+        # neither concerns the caller.
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*axis.*", category=UserWarning)
+        program = torch.onnx.export(
+            StepGraph(model).eval(),
+            _example(model, 3),
+            input_names=["x", "dt", "h"],
+            output_names=["y", "h_next"],
+            dynamic_shapes=({0: n}, {0: n}, {0: n}),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     if program is None:  # pragma: no cover - only the legacy exporter returns None
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out))
