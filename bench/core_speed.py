@@ -148,10 +148,12 @@ def run_child(argv: list[str], extra_env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--worker", *argv],
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark worker failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -132,10 +132,16 @@ class LiquidModel(nn.Module):
     def step(self, x: Tensor, dt: ElapsedLike, h: Tensor) -> tuple[Tensor, Tensor]:
         """One event on each of ``n`` streams: ``(x[n,F], dt[n] seconds, h[n,S]) -> (y, h')``."""
         self._check_step(x, h)
-        dt_units = elapsed_for_step(dt, x.shape[0], dtype=torch.float64, device=x.device)
-        dt_units = (dt_units / self.time_unit).to(h.dtype)
-        out, h_new = self.cell(self.normalize(x), h, dt_units)
+        out, h_new = self.cell(self.normalize(x), h, self._step_units(dt, x.shape[0], h))
         return self.head(out), h_new
+
+    def _step_units(self, dt: ElapsedLike, n: int, h: Tensor) -> Tensor:
+        """Δt in seconds -> ``[n, 1]`` model units in the state's dtype (the timing rule: the
+        division by ``time_unit`` happens in float64; with ``time_unit = 1`` there is none)."""
+        if self.time_unit == 1.0:
+            return elapsed_for_step(dt, n, dtype=h.dtype, device=h.device)
+        seconds = elapsed_for_step(dt, n, dtype=torch.float64, device=h.device)
+        return (seconds / self.time_unit).to(h.dtype)
 
     def advance(self, h: Tensor, dt: ElapsedLike, x_hold: Tensor) -> Tensor:
         """Evolve states by ``dt`` seconds with the input held at ``x_hold``."""
