@@ -48,9 +48,10 @@ def median_ms(
 def build_pair(kind: str, inputs: int, seed: int) -> tuple[Any, Any]:
     """An ncps module and our model carrying the same weights."""
     import torch
-    from liquidcore.compat.ncps import from_ncps
     from ncps.torch import LTC, CfC
     from ncps.wirings import AutoNCP
+
+    from liquidcore.compat.ncps import from_ncps
 
     torch.manual_seed(seed)
     ref = CfC(inputs, 64) if kind == "cfc" else LTC(inputs, AutoNCP(64, 8))
