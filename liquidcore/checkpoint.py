@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+from torch import nn
 
 from liquidcore.model import LiquidModel
 
@@ -41,27 +42,28 @@ def content_version(config: dict[str, Any], weights: bytes) -> str:
     return digest[:VERSION_CHARS]
 
 
-def _weights_bytes(model: LiquidModel) -> bytes:
+def _weights_bytes(model: nn.Module) -> bytes:
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     return save_safetensors(tensors)
 
 
-def save_model(model: LiquidModel, path: str | Path) -> str:
-    """Write ``model`` as an artifact directory at ``path``; returns (and sets) its version."""
+def save_model(model: nn.Module, path: str | Path) -> str:
+    """Write ``model`` (a :class:`LiquidModel`, or any module with a ``get_config()`` that its
+    loader rebuilds, such as the training baselines) as an artifact directory at ``path``;
+    returns (and sets) its version."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     weights = _weights_bytes(model)
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "model": model.get_config(),
+        "model": model.get_config(),  # type: ignore[operator]
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "torch_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
     config["version"] = content_version(config, weights)
     (out / WEIGHTS_FILE).write_bytes(weights)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, allow_nan=False))
-    model.version = config["version"]
-    return str(config["version"])
+    return _set_version(model, config)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -87,8 +89,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> LiquidModel:
-    """Load an artifact directory; the model is in eval mode with ``version`` set."""
+def read_artifact(path: str | Path) -> tuple[dict[str, Any], bytes]:
+    """The config and weights bytes of an artifact, checked against their recorded hashes."""
     config = read_config(path)
     w_path = Path(path) / WEIGHTS_FILE
     if not w_path.is_file():
@@ -98,20 +100,39 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LiquidMo
         raise ArtifactError(f"{w_path} does not match the weights_sha256 recorded in its config")
     if content_version(config, weights) != config["version"]:
         raise ArtifactError(f"{path}: config was altered (its version hash does not match)")
-    try:
-        model = LiquidModel.from_config(config["model"])
-    except (KeyError, TypeError) as exc:
-        raise ArtifactError(f"{path}: incomplete model config ({exc!r})") from exc
+    return config, weights
+
+
+def load_weights(
+    model: nn.Module, config: dict[str, Any], weights: bytes, path: str | Path
+) -> None:
+    """Put ``weights`` into ``model`` in the artifact's dtype; every tensor must fit exactly."""
     dtype = getattr(torch, str(config.get("torch_dtype", "float32")), None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ArtifactError(f"{path}: unknown torch_dtype {config.get('torch_dtype')!r}")
-    model = model.to(dtype)
-    state = load_safetensors(weights)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    model.to(dtype)
+    missing, unexpected = model.load_state_dict(load_safetensors(weights), strict=False)
     if missing or unexpected:
         raise ArtifactError(
             f"{path}: weights do not fit the config (missing {sorted(missing)}, "
             f"unexpected {sorted(unexpected)})"
         )
-    model.version = str(config["version"])
+    _set_version(model, config)
+
+
+def _set_version(model: nn.Module, config: dict[str, Any]) -> str:
+    # A plain attribute (what nn.Module.__setattr__ does for a str); typed access sees tensors.
+    version = str(config["version"])
+    model.__dict__["version"] = version
+    return version
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> LiquidModel:
+    """Load an artifact directory; the model is in eval mode with ``version`` set."""
+    config, weights = read_artifact(path)
+    try:
+        model = LiquidModel.from_config(config["model"])
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path}: incomplete model config ({exc!r})") from exc
+    load_weights(model, config, weights, path)
     return model.to(device).eval()
