@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liquidcore.normalization import affine_stats
+
 HEAD_KINDS = ("regression", "classification")
 
 
@@ -51,19 +53,11 @@ class ReadoutHead(nn.Module):
         has_scale = target_mean is not None or target_std is not None
         if has_scale and kind == "classification":
             raise ValueError("target normalisation applies to regression heads only")
-        mean = torch.zeros(self.out_features) if target_mean is None else torch.tensor(target_mean)
-        std = torch.ones(self.out_features) if target_std is None else torch.tensor(target_std)
-        if mean.shape != (self.out_features,) or std.shape != (self.out_features,):
-            raise ValueError(
-                f"target_mean and target_std need {self.out_features} values each; got "
-                f"{list(mean.shape)} and {list(std.shape)}"
-            )
-        if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
-            raise ValueError("target_mean must be finite and target_std finite and > 0")
+        mean, std, _ = affine_stats(target_mean, target_std, self.out_features, "target")
         self.scaled = has_scale
         # Part of the JSON config (readable, exact for float32), so not saved with the weights.
-        self.register_buffer("target_mean", mean.float(), persistent=False)
-        self.register_buffer("target_std", std.float(), persistent=False)
+        self.register_buffer("target_mean", mean, persistent=False)
+        self.register_buffer("target_std", std, persistent=False)
 
     def forward(self, out: Tensor) -> Tensor:
         y = self.linear(out) if self.linear is not None else out

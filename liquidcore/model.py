@@ -21,18 +21,8 @@ from torch import Tensor, nn
 
 from liquidcore.cells.base import LiquidCell
 from liquidcore.heads import ReadoutHead
+from liquidcore.normalization import affine_stats, checked_names
 from liquidcore.timing import ElapsedLike, elapsed_for_sequence, elapsed_for_step
-
-
-def _names(names: Sequence[str] | None, size: int, what: str) -> list[str] | None:
-    if names is None:
-        return None
-    names = [str(n) for n in names]
-    if len(names) != size:
-        raise ValueError(f"{what} has {len(names)} names but the model has {size}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what} names must be unique; got {names}")
-    return names
 
 
 class LiquidModel(nn.Module):
@@ -72,21 +62,12 @@ class LiquidModel(nn.Module):
         self.default_dt = default_dt
         self.name = str(name)
         self.metadata = dict(metadata or {})
-        self.feature_names = _names(feature_names, cell.input_size, "feature_names")
-        self.output_names = _names(output_names, head.out_features, "output_names")
-        mean = torch.zeros(cell.input_size) if input_mean is None else torch.tensor(input_mean)
-        std = torch.ones(cell.input_size) if input_std is None else torch.tensor(input_std)
-        if mean.shape != (cell.input_size,) or std.shape != (cell.input_size,):
-            raise ValueError(
-                f"input_mean and input_std need {cell.input_size} values each; got "
-                f"{list(mean.shape)} and {list(std.shape)}"
-            )
-        if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
-            raise ValueError("input_mean must be finite and input_std finite and > 0")
-        self.normalized = input_mean is not None or input_std is not None
+        self.feature_names = checked_names(feature_names, cell.input_size, "feature_names")
+        self.output_names = checked_names(output_names, head.out_features, "output_names")
+        mean, std, self.normalized = affine_stats(input_mean, input_std, cell.input_size, "input")
         # Part of the JSON config (readable, exact for float32), so not saved with the weights.
-        self.register_buffer("input_mean", mean.float(), persistent=False)
-        self.register_buffer("input_std", std.float(), persistent=False)
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
         self.version: str | None = None  # content hash; set by liquidcore.checkpoint
 
     # -- sizes ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from liquidcore.heads import ReadoutHead
+from liquidcore.normalization import affine_stats, checked_names
 from liquidcore.timing import ElapsedLike, elapsed_for_sequence
 
 
@@ -68,19 +69,13 @@ class RecurrentBaseline(nn.Module):
             )
         self.time_unit = float(time_unit)
         self.default_dt = self.time_unit if default_dt is None else float(default_dt)
-        self.feature_names = list(feature_names) if feature_names is not None else None
-        self.output_names = list(output_names) if output_names is not None else None
+        self.feature_names = checked_names(feature_names, self.input_size, "feature_names")
+        self.output_names = checked_names(output_names, self.head.out_features, "output_names")
         self.name = str(name)
         self.metadata = dict(metadata or {})
-        mean = torch.zeros(input_size) if input_mean is None else torch.tensor(input_mean)
-        std = torch.ones(input_size) if input_std is None else torch.tensor(input_std)
-        if mean.shape != (input_size,) or std.shape != (input_size,):
-            raise ValueError(f"input_mean and input_std need {input_size} values each")
-        if not bool((std > 0).all() and torch.isfinite(mean).all() and torch.isfinite(std).all()):
-            raise ValueError("input_mean must be finite and input_std finite and > 0")
-        self.normalized = input_mean is not None or input_std is not None
-        self.register_buffer("input_mean", mean.float(), persistent=False)
-        self.register_buffer("input_std", std.float(), persistent=False)
+        mean, std, self.normalized = affine_stats(input_mean, input_std, input_size, "input")
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
         self.version: str | None = None  # content hash; set when saved or loaded as an artifact
 
     # -- sizes and state ---------------------------------------------------------------------
