@@ -10,10 +10,36 @@ mutated in place.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
+
+
+class WiringLike(Protocol):
+    """What the cells need of a wiring: ours (``liquidcore.wirings``) or an ncps one."""
+
+    units: int
+    input_dim: int | None
+    output_dim: int | None
+    adjacency_matrix: Any
+    sensory_adjacency_matrix: Any
+
+    @property
+    def num_layers(self) -> int: ...
+
+    def get_neurons_of_layer(self, layer_id: int) -> Sequence[int]: ...
+
+    def build(self, input_dim: int) -> None: ...
+
+    def is_built(self) -> bool: ...
+
+    def erev_initializer(self) -> Any: ...
+
+    def sensory_erev_initializer(self) -> Any: ...
+
+    def get_config(self) -> dict[str, Any]: ...
 
 
 class LiquidCell(nn.Module, ABC):

@@ -53,15 +53,14 @@ call ``clear_cache()`` after them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liquidcore.cells.base import LiquidCell
+from liquidcore.cells.base import LiquidCell, WiringLike
 from liquidcore.functional.activations import SIGMOID_FORMS, get_activation
 from liquidcore.functional.cfc import fold_linear, get_mode
 
@@ -347,25 +346,6 @@ def _check_type(cls: type[LiquidCell], config: dict[str, Any]) -> None:
     )
 
 
-class Wiring(Protocol):
-    """What ``WiredCfCCell`` needs of a wiring (ours, or an ncps wiring)."""
-
-    units: int
-    input_dim: int | None
-    output_dim: int | None
-    adjacency_matrix: Any
-    sensory_adjacency_matrix: Any
-
-    @property
-    def num_layers(self) -> int: ...
-
-    def get_neurons_of_layer(self, layer_id: int) -> Sequence[int]: ...
-
-    def build(self, input_dim: int) -> None: ...
-
-    def get_config(self) -> dict[str, Any]: ...
-
-
 class WiredCfCCell(LiquidCell):
     """One CfC layer (no backbone, ``lecun_tanh``, sparse ``ff1``/``ff2``) per layer of a
     wiring, each fed by the previous layer's new state, as ncps's ``WiredCfCCell``.
@@ -376,7 +356,7 @@ class WiredCfCCell(LiquidCell):
 
     cell_type: ClassVar[str] = "wired_cfc"
 
-    def __init__(self, input_size: int | None, wiring: Wiring, mode: str = "default") -> None:
+    def __init__(self, input_size: int | None, wiring: WiringLike, mode: str = "default") -> None:
         super().__init__()
         get_mode(mode)
         if input_size is not None and wiring.input_dim != input_size:

@@ -44,14 +44,14 @@ counters: call ``clear_cache()`` after them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liquidcore.cells.base import LiquidCell
+from liquidcore.cells.base import LiquidCell, WiringLike
 from liquidcore.functional.ltc import (
     DenseSynapses,
     SynapseIndex,
@@ -85,26 +85,6 @@ _INIT_RANGES: dict[str, tuple[float, float]] = {
 }
 _CONSTRAINED = ("w", "sensory_w", "cm", "gleak")  # clipped at 0 by apply_constraints()
 _INDEX_FIELDS = SynapseIndex._fields
-
-
-class Wiring(Protocol):
-    """What ``LTCCell`` needs of a wiring (ours, or an ncps wiring)."""
-
-    units: int
-    input_dim: int | None
-    output_dim: int | None
-    adjacency_matrix: Any
-    sensory_adjacency_matrix: Any
-
-    def build(self, input_dim: int) -> None: ...
-
-    def is_built(self) -> bool: ...
-
-    def erev_initializer(self) -> Any: ...
-
-    def sensory_erev_initializer(self) -> Any: ...
-
-    def get_config(self) -> dict[str, Any]: ...
 
 
 class _Effective(NamedTuple):
@@ -146,7 +126,7 @@ class LTCCell(LiquidCell):
 
     def __init__(
         self,
-        wiring: Wiring,
+        wiring: WiringLike,
         in_features: int | None = None,
         input_mapping: str = "affine",
         output_mapping: str = "affine",
@@ -371,7 +351,7 @@ class LTCCell(LiquidCell):
     # --- config and ncps compatibility ----------------------------------------------------------
 
     @property
-    def wiring(self) -> Wiring:
+    def wiring(self) -> WiringLike:
         return self._wiring
 
     def get_config(self) -> dict[str, Any]:
