@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.engine import Event, EventResult, Rejection
-from service.errors import ApiError, ErrorCode, JSONResponse, error_body
+from service.errors import ApiError, ErrorCode, JSONResponse
 from service.models import ServedModel
 from service.routes.deps import (
     AppContext,
@@ -302,6 +302,10 @@ def stream_info_json(stream_id: str, info: Any) -> dict[str, Any]:
     }
 
 
+def stream_not_found(stream_id: str) -> ApiError:
+    return ApiError(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id})
+
+
 @router.get(
     "/{stream_id}",
     summary="Stream metadata",
@@ -316,7 +320,7 @@ async def get_stream(
     served = served_model(ctx, model)
     info = await ctx.require_engine().stream_info(tenant, served.name, stream_id)
     if info is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id})
+        raise stream_not_found(stream_id)
     return JSONResponse(stream_info_json(stream_id, info))
 
 
@@ -368,7 +372,7 @@ async def get_state(
     served = served_model(ctx, model)
     snap = await ctx.require_engine().export_state(tenant, served.name, stream_id)
     if snap is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id})
+        raise stream_not_found(stream_id)
     return JSONResponse(snapshot_json(stream_id, snap))
 
 
@@ -406,8 +410,5 @@ async def delete_stream(
     stream_id = valid_stream_id(ctx, stream_id)
     served = served_model(ctx, model)
     if not await ctx.require_engine().delete_stream(tenant, served.name, stream_id):
-        return JSONResponse(
-            error_body(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}", {"stream_id": stream_id}),
-            status_code=404,
-        )
+        raise stream_not_found(stream_id)
     return Response(status_code=204)
