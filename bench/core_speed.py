@@ -133,8 +133,15 @@ def sync_fn(device: Any) -> Callable[[], None]:
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from liquidcore.native.build import library
+
     torch.set_num_threads(args.threads)
-    results: dict[str, Any] = {"threads": torch.get_num_threads(), "step": [], "train": []}
+    results: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "native_ltc": library() is not None,
+        "step": [],
+        "train": [],
+    }
     for kind in args.models:
         ref, ours = build_pair(kind, 16, args.seed)
         ref, ours = ref.to(args.device), ours.to(args.device)
@@ -162,6 +169,10 @@ def fmt(v: float) -> str:
     return "—" if v != v else (f"{v:.3f}" if v < 1 else f"{v:.1f}" if v < 100 else f"{v:.0f}")
 
 
+def ratio(ref: float, ours: float) -> str:
+    return "—" if ref != ref else f"{ref / ours:.1f}×"
+
+
 def table(default: dict[str, Any], high: dict[str, Any]) -> str:
     lines = [
         "| model | B | ncps ms (default malloc) | ncps ms (malloc thresholds high) "
@@ -174,14 +185,14 @@ def table(default: dict[str, Any], high: dict[str, Any]) -> str:
         diff = max(a["max_abs_diff"], b["max_abs_diff"])
         lines.append(
             f"| {a['model'].upper()} step | {a['B']} | {fmt(a['ncps_ms'])} | {fmt(b['ncps_ms'])} "
-            f"| {fmt(ours)} | {best / ours:.1f}× | {diff:.1e} |"
+            f"| {fmt(ours)} | {ratio(best, ours)} | {diff:.1e} |"
         )
     for a, b in zip(default["train"], high["train"], strict=True):
         best = min(a["ncps_ms"], b["ncps_ms"])
         ours = min(a["ours_ms"], b["ours_ms"])
         lines.append(
             f"| {a['model'].upper()} fwd+bwd | {a['B']}×T{a['T']} | {fmt(a['ncps_ms'])} "
-            f"| {fmt(b['ncps_ms'])} | {fmt(ours)} | {best / ours:.1f}× | — |"
+            f"| {fmt(b['ncps_ms'])} | {fmt(ours)} | {ratio(best, ours)} | — |"
         )
     return "\n".join(lines)
 
@@ -213,7 +224,9 @@ def main() -> None:
         argv = [a for a in argv if a != args.json]
     default = run_child(argv, {})
     high = run_child(argv, MALLOC_HIGH)
-    print(f"threads={default['threads']} device={args.device} torch medians (ms)\n")
+    native = "on" if default["native_ltc"] else "off"
+    print(f"threads={default['threads']} device={args.device} native LTC kernels={native}")
+    print("medians (ms)\n")
     print(table(default, high))
     if args.json:
         with open(args.json, "w") as f:

@@ -80,3 +80,14 @@ def redis_url(redis_server: str) -> Iterator[str]:
     client.flushall()
     client.close()
     return redis_server
+
+
+@pytest.fixture(params=["off", "require"])
+def native_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Runs a test on the torch path (``off``) and on the native kernels (``require``)."""
+    from liquidcore.native import build
+
+    monkeypatch.setenv("LIQUIDCORE_NATIVE", request.param)
+    build.reset()
+    yield str(request.param)
+    build.reset()

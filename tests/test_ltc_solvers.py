@@ -215,8 +215,9 @@ def small_problem(path: str, requires_dt: bool = True) -> tuple[tuple[Tensor, ..
     return (v0, drive, dt.requires_grad_(requires_dt), cm), syn
 
 
-def test_gradcheck_fused_function() -> None:
-    """The analytic backward of the fused loop against finite differences, every input."""
+def test_gradcheck_fused_function(native_mode: str) -> None:
+    """The analytic backward of the fused loop against finite differences, every input, on the
+    torch path and on the native kernels."""
     (v0, drive, dt, cm), syn = small_problem("sparse")
     assert isinstance(syn, F.SparseSynapses)
     cu = (cm.detach()[:, None] * 2).requires_grad_()

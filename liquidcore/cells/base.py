@@ -89,8 +89,8 @@ class LiquidCell(nn.Module, ABC):
         it must equal stepping ``forward`` one event at a time.
         """
         outs = []
-        for t in range(x.shape[1]):
-            out, h_new = self(x[:, t], h, dt[:, t : t + 1])
+        for t, x_t in enumerate(x.unbind(1)):  # unbind: a slice's backward zero-fills all of x
+            out, h_new = self(x_t, h, dt[:, t : t + 1])
             if mask is not None:
                 keep = mask[:, t : t + 1]
                 h_new = torch.where(keep, h_new, h)

@@ -211,19 +211,74 @@ class CfCCell(LiquidCell):
 
     def step(self, x: Tensor, h: Tensor, dt: Tensor) -> Tensor:
         """The new state ``h'[B, hidden_size]`` (which is also the output)."""
-        u = torch.cat([x, h], dim=1)
-        if self.training and self.backbone_dropout > 0.0:
-            for layer in self._backbone():
-                u = F.dropout(self._activation(layer(u)), self.backbone_dropout, training=True)
-            w, b = self._packed_heads(1.0, 0.0)
+        dropout = self._dropping_out()
+        layers, heads = self._plan(dropout)
+        w, b = layers[0] if layers else heads
+        return self._tail(F.linear(torch.cat([x, h], dim=1), w, b), layers, heads, dt, dropout)
+
+    def forward_sequence(
+        self, x: Tensor, h: Tensor, dt: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``T`` events with the weights prepared (folded, packed) once per sequence instead of
+        once per step. With autograd, the inputs' share of the first matrix product is also
+        taken for all steps in one product, leaving ``h @ W_h`` per step (equal to stepping to
+        float round-off); without it each step is computed exactly as ``step`` computes it, so
+        serving a backfill and stepping its events give bit-identical states."""
+        if _tracing():
+            return super().forward_sequence(x, h, dt, mask)
+        dropout = self._dropping_out()
+        layers, heads = self._plan(dropout)
+        w, b = layers[0] if layers else heads
+        split = torch.is_grad_enabled()
+        if split:  # unbind, not [:, t]: each slice's backward would zero-fill the whole tensor
+            w_h = w[:, self.input_size :].t()
+            firsts = F.linear(x, w[:, : self.input_size], b).unbind(1)
         else:
-            layers, (w, b) = self._folded()
-            for lw, lb in layers:
-                u = self._folded_activation(F.linear(u, lw, lb))
-        g = F.linear(u, w, b)
+            firsts = x.unbind(1)
+        outs = []
+        for t, first in enumerate(firsts):
+            if split:
+                z = torch.addmm(first, h, w_h)
+            else:
+                z = F.linear(torch.cat([first, h], dim=1), w, b)
+            h_new = self._tail(z, layers, heads, dt[:, t : t + 1], dropout)
+            if mask is not None:
+                h_new = torch.where(mask[:, t : t + 1], h_new, h)
+            outs.append(h_new)
+            h = h_new
+        return torch.stack(outs, dim=1), h
+
+    def _dropping_out(self) -> bool:
+        return self.training and self.backbone_dropout > 0.0
+
+    def _plan(self, dropout: bool) -> Folded:
+        """The weights a step runs with: the plain backbone and packed heads while dropout is
+        active (it must see the true activations), the folded ones otherwise."""
+        if dropout:
+            layers = tuple((layer.weight, layer.bias) for layer in self._backbone())
+            return layers, self._packed_heads(1.0, 0.0)
+        return self._folded()
+
+    def _tail(
+        self,
+        z: Tensor,
+        layers: tuple[tuple[Tensor, Tensor], ...],
+        heads: tuple[Tensor, Tensor],
+        dt: Tensor,
+        dropout: bool,
+    ) -> Tensor:
+        """From the first layer's pre-activation ``z`` (the heads' when there is no backbone)
+        to the new state."""
+        if layers:
+            for w, b in (*layers[1:], heads):
+                if dropout:
+                    u = F.dropout(self._activation(z), self.backbone_dropout, training=True)
+                else:
+                    u = self._folded_activation(z)
+                z = F.linear(u, w, b)
         if self._pure:
-            return self._mode.update(g, dt, self.w_tau, self.A)
-        return self._mode.update(g, dt, None, None)
+            return self._mode.update(z, dt, self.w_tau, self.A)
+        return self._mode.update(z, dt, None, None)
 
     def _folded_activation(self, z: Tensor) -> Tensor:
         # The centred sigmoid ``sigmoid(pre·z) - 0.5``: the next layer's weights carry ``scale``

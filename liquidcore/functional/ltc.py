@@ -38,7 +38,9 @@ computed with ncps's formula (the reference, and what exporters see), and
 :class:`SparseSynapses`, the ``E`` active synapses gathered and packed, sorted by ``(dst, src)``,
 with their :class:`SynapseIndex`. On a sparse set the semi-implicit solver runs a fused loop
 (:func:`fused_semi_implicit`) that is a single autograd node with an analytic backward; every
-other combination is plain autograd.
+other combination is plain autograd. On CPU in float32/float64 that loop runs in the native
+kernels of :mod:`liquidcore.native` when they are available; the torch code here is their
+reference and the fallback.
 
 Time: ``Δt`` arrives checked by :mod:`liquidcore.timing` in the compute dtype, shaped
 ``[T, 1, B]`` here (one value per stream and step, broadcast over that stream's column; never
@@ -54,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
+
+from liquidcore.native import ltc as native
 
 # --- synapse sets -------------------------------------------------------------------------------
 
@@ -326,6 +330,8 @@ def fused_semi_implicit(
         assert isinstance(out, Tensor)
         return out
     with torch.no_grad():
+        if native.supports(*tensors):
+            return native.forward(tensors, syn.idx, unfolds)
         return _fused_forward(*tensors, syn.idx, unfolds)
 
 
@@ -422,7 +428,11 @@ class _FusedSemiImplicit(torch.autograd.Function):
         idx: SynapseIndex,
         unfolds: int,
     ) -> Tensor:
-        out = _fused_forward(v0, drive, dt, cu, pair_w, reduce_w, idx, unfolds)
+        tensors = (v0, drive, dt, cu, pair_w, reduce_w)
+        if native.supports(*tensors):
+            out = native.forward(tensors, idx, unfolds)
+        else:
+            out = _fused_forward(*tensors, idx, unfolds)
         ctx.save_for_backward(v0, out, drive, dt, cu, pair_w, reduce_w)
         ctx.idx = idx  # type: ignore[attr-defined]
         ctx.unfolds = unfolds  # type: ignore[attr-defined]
@@ -435,6 +445,8 @@ class _FusedSemiImplicit(torch.autograd.Function):
         idx: SynapseIndex = ctx.idx  # type: ignore[attr-defined]
         U: int = ctx.unfolds  # type: ignore[attr-defined]
         need = ctx.needs_input_grad  # type: ignore[attr-defined]
+        if native.supports(v0, out, drive, dt, cu, pair_w, reduce_w, g_out):
+            return native.backward(ctx.saved_tensors, idx, U, g_out, need)  # type: ignore[attr-defined]
         T, H, B = g_out.shape
         E = idx.src.numel()
         # gz = [∂L/∂A; -∂L/∂Bd] (one multiplication fewer per sub-step; signs restored below).

@@ -1,0 +1,1 @@
+"""Native (C, OpenMP) kernels, compiled on first use; see :mod:`liquidcore.native.build`."""
