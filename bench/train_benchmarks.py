@@ -110,6 +110,12 @@ PRESETS: dict[str, dict[str, Preset]] = {
             "model": {"kind": "ltc", "units": 128, "wiring": "fc", "ode_unfolds": 6},
             "optim": {**_WALKER_BASE, "lr": 0.05, "batch_size": 128, "clip_norm": 10.0},
         },
+        # LTC on an NCP wiring (AutoNCP(64, 17): 17 motor neurons feed the readout); the paper's
+        # LTC was fully connected, so lr and clipping are ours.
+        "ltc_ncp": {
+            "model": {"kind": "ltc", "units": 64, "wiring": "ncp", "ode_unfolds": 6},
+            "optim": {**_WALKER_BASE, "lr": 0.01, "batch_size": 128, "clip_norm": 10.0},
+        },
         **{
             kind: {
                 "model": {"kind": kind, **_BASELINE},

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.demo.conftest import Service
+from tests.service_process import ServiceProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -193,7 +193,7 @@ def top_class(outputs: dict[str, float]) -> str:
 
 
 async def watch_page(
-    browser: Browser, service: Service, stream: str, query: str
+    browser: Browser, service: ServiceProcess, stream: str, query: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
     """Open the page, wait until subscribed, POST the events over HTTP, and return what the
     page shows once it has them, the HTTP answers and a screenshot (PNG)."""
@@ -257,7 +257,7 @@ def check_page(state: dict[str, Any], answers: list[dict[str, Any]]) -> None:
 
 
 def test_page_shows_a_streams_predictions_live(
-    browser: Browser, demo_service: Service, tmp_path: Path
+    browser: Browser, demo_service: ServiceProcess, tmp_path: Path
 ) -> None:
     state, answers, png = asyncio.run(watch_page(browser, demo_service, "test-1", ""))
     check_page(state, answers)
@@ -266,7 +266,7 @@ def test_page_shows_a_streams_predictions_live(
 
 
 def test_page_works_with_a_token_in_its_url(
-    browser: Browser, keyed_service: Service, tmp_path: Path
+    browser: Browser, keyed_service: ServiceProcess, tmp_path: Path
 ) -> None:
     from tests.demo.conftest import API_KEY
 

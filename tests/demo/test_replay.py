@@ -15,7 +15,8 @@ import pytest
 from service.demo import recordings as rec
 from service.demo import replay
 from tests.conftest import free_port
-from tests.demo.conftest import API_KEY, REPO, Service, clean_env, has_sktime_data
+from tests.demo.conftest import API_KEY, REPO, clean_env, has_sktime_data
+from tests.service_process import ServiceProcess
 
 needs_data = pytest.mark.skipif(
     not has_sktime_data(), reason="the BasicMotions files come with sktime"
@@ -147,7 +148,7 @@ def run_demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 
 @needs_data
 @pytest.mark.integration
-def test_demo_replays_into_a_running_service(demo_service: Service) -> None:
+def test_demo_replays_into_a_running_service(demo_service: ServiceProcess) -> None:
     proc = run_demo(
         "--url", demo_service.url, "--streams", "2", "--ws-streams", "1", "--duration", "3",
         "--speed", "2", "--prefix", "replay",
@@ -170,7 +171,7 @@ def test_demo_replays_into_a_running_service(demo_service: Service) -> None:
 
 @needs_data
 @pytest.mark.integration
-def test_demo_needs_the_key_of_a_keyed_service(keyed_service: Service) -> None:
+def test_demo_needs_the_key_of_a_keyed_service(keyed_service: ServiceProcess) -> None:
     refused = run_demo("--url", keyed_service.url, "--duration", "1")
     assert refused.returncode == 2
     assert "needs an API key: pass --api-key" in refused.stderr

@@ -15,7 +15,6 @@ Prometheus's /api/v1/query and return data, and every alert rule must evaluate w
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from contextlib import ExitStack
@@ -43,6 +42,7 @@ from tests.deploy.support import (
     tail,
     wait_for_port,
 )
+from tests.service_process import clean_env
 
 REDIS_SERIES = {
     "redis_up",
@@ -161,14 +161,6 @@ def test_provisioning_matches_compose_mounts() -> None:
 
 
 # -- live --------------------------------------------------------------------------------------
-def _clean_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LIQUID_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-
-
 def _wait_http(url: str, proc: Any, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = ""
@@ -298,7 +290,7 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
                     "warning",
                 ],
                 service_log,
-                env=_clean_env(),
+                env=clean_env(),
             )
         )
 

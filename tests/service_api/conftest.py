@@ -3,21 +3,14 @@ app in this process (TestClient) and service processes (uvicorn subprocesses).""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import torch
 
@@ -27,11 +20,10 @@ from liquidcore.heads import ReadoutHead
 from liquidcore.model import LiquidModel
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import free_port
+from tests.service_process import ServiceProcess, start_service
 
 FEATURES = ("temp", "vib", "rpm")
 OUTPUTS = ("risk", "load")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def build_model(name: str = "pump", seed: int = 0, *, time_unit: float = 1.0) -> LiquidModel:
@@ -178,75 +170,6 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
 
 
 # -- service processes ------------------------------------------------------------------------
-@dataclass
-class ServiceProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
-        if self.proc.poll() is None:
-            self.kill(signal.SIGKILL)
-
-
-def start_service(
-    args: Sequence[str], tmp: Path, *, port: int | None = None, env: dict[str, str] | None = None
-) -> ServiceProcess:
-    """``liquid serve`` in its own process group, waited for until /readyz answers 200."""
-    port = port or free_port()
-    log = tmp / f"service-{port}-{time.monotonic_ns()}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LIQUID_")}
-    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    full_env["PYTHONPATH"] = str(REPO)
-    full_env.update(env or {})
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--max-delay-ms",
-                "1",
-                *args,
-            ],
-            cwd=REPO,
-            env=full_env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    service = ServiceProcess(proc, port, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    service.stop()
-    raise RuntimeError(f"service not ready after 60 s:\n{log.read_text()}")
-
-
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Any]:
     """Starts service processes on demand; stops every one at the end."""

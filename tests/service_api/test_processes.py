@@ -20,9 +20,9 @@ import pytest
 import torch
 from websockets.sync.client import connect
 
+from tests.conftest import free_port
 from tests.service_api.conftest import (
     assert_close,
-    free_port,
     load,
     metric_value,
     offline_outputs,
