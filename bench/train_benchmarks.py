@@ -111,10 +111,11 @@ PRESETS: dict[str, dict[str, Preset]] = {
             "optim": {**_WALKER_BASE, "lr": 0.05, "batch_size": 128, "clip_norm": 10.0},
         },
         # LTC on an NCP wiring (AutoNCP(64, 17): 17 motor neurons feed the readout); the paper's
-        # LTC was fully connected, so lr and clipping are ours.
+        # LTC was fully connected, so lr and clipping are ours: lr 0.05 (the paper's LTC rate)
+        # beat 0.01 on validation MSE (1.384 vs 1.577, seed 0).
         "ltc_ncp": {
             "model": {"kind": "ltc", "units": 64, "wiring": "ncp", "ode_unfolds": 6},
-            "optim": {**_WALKER_BASE, "lr": 0.01, "batch_size": 128, "clip_norm": 10.0},
+            "optim": {**_WALKER_BASE, "lr": 0.05, "batch_size": 128, "clip_norm": 10.0},
         },
         **{
             kind: {
