@@ -105,14 +105,22 @@ def plot_bars(
     *,
     ylabel: str,
     title: str,
+    reference: Mapping[str, float] | None = None,
+    reference_label: str = "published",
 ) -> Path:
-    """One bar per model: mean with a ± sd error bar."""
+    """One bar per model: mean with a ± sd error bar; ``reference`` values (e.g. a paper's
+    numbers for the same models) are drawn as markers over their bars."""
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     names = list(values)
     means = [values[n][0] for n in names]
     sds = [values[n][1] if math.isfinite(values[n][1]) else 0.0 for n in names]
-    ax.bar(range(len(names)), means, yerr=sds, capsize=4, color="#4c72b0")
+    ax.bar(range(len(names)), means, yerr=sds, capsize=4, color="#4c72b0", label="measured")
+    marked = [(i, reference[n]) for i, n in enumerate(names) if reference and n in reference]
+    if marked:
+        xs, ys = zip(*marked, strict=True)
+        ax.scatter(xs, ys, marker="D", color="#dd8452", zorder=3, label=reference_label)
+        ax.legend()
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
