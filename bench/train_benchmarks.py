@@ -126,7 +126,8 @@ PRESETS: dict[str, dict[str, Preset]] = {
         },
     },
 }
-# XOR: train_xor.py's BEST_DEFAULT / BEST_MIXED (RMSprop, 200 epochs in the paper).
+# XOR: train_xor.py's BEST_DEFAULT / BEST_MIXED (RMSprop, 200 epochs in the paper). Measured
+# here, the plain CfC diverged at the paper's lr 0.05; `--lr 0.005` trains (BENCHMARKS.md).
 _XOR_BASE = {"epochs": 200, "optimizer": "rmsprop", "schedule": "exponential", "decay": 0.95}
 PRESETS["xor"] = {
     "cfc": {
