@@ -106,7 +106,6 @@ def plot_bars(
     ylabel: str,
     title: str,
     reference: Mapping[str, float] | None = None,
-    reference_label: str = "published",
 ) -> Path:
     """One bar per model: mean with a ± sd error bar; ``reference`` values (e.g. a paper's
     numbers for the same models) are drawn as markers over their bars."""
@@ -119,7 +118,7 @@ def plot_bars(
     marked = [(i, reference[n]) for i, n in enumerate(names) if reference and n in reference]
     if marked:
         xs, ys = zip(*marked, strict=True)
-        ax.scatter(xs, ys, marker="D", color="#dd8452", zorder=3, label=reference_label)
+        ax.scatter(xs, ys, marker="D", color="#dd8452", zorder=3, label="published")
         ax.legend()
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha="right")
