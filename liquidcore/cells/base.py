@@ -10,7 +10,7 @@ mutated in place.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -79,6 +79,12 @@ class LiquidCell(nn.Module, ABC):
     def apply_constraints(self) -> None:
         """Project parameters back to their valid range after an optimiser step."""
 
+    def masked_parameter_count(self) -> int:
+        """Stored parameters that a wiring masks out: kept in ncps's dense layout, they never
+        affect the output, so parameter budgets should not count them. Cells that hold masks
+        override this; a cell made of cells sums its parts."""
+        return sum(c.masked_parameter_count() for c in outermost_cells(self, include_self=False))
+
     def forward_sequence(
         self, x: Tensor, h: Tensor, dt: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -98,3 +104,12 @@ class LiquidCell(nn.Module, ABC):
             h = h_new
             outs.append(out)
         return torch.stack(outs, dim=1), h
+
+
+def outermost_cells(module: nn.Module, include_self: bool = True) -> Iterator[LiquidCell]:
+    """The liquid cells in ``module`` that no other liquid cell inside it contains."""
+    if include_self and isinstance(module, LiquidCell):
+        yield module
+        return
+    for child in module.children():
+        yield from outermost_cells(child)

@@ -293,6 +293,12 @@ class CfCCell(LiquidCell):
 
     # --- weight folding --------------------------------------------------------------------------
 
+    def masked_parameter_count(self) -> int:
+        if self.sparsity_mask is None:
+            return 0
+        absent = int((self.sparsity_mask == 0).sum())
+        return absent * sum(name in _MASKED_HEADS for name, _ in self._heads())
+
     def _backbone(self) -> list[nn.Linear]:
         return [cast(nn.Linear, layer) for layer in self.backbone]
 

@@ -305,6 +305,11 @@ class LTCCell(LiquidCell):
 
     # --- mappings ------------------------------------------------------------------------------
 
+    def masked_parameter_count(self) -> int:
+        # sigma, mu, w and erev of every absent synapse, recurrent and sensory
+        masks = (self.sparsity_mask, self.sensory_sparsity_mask)
+        return 4 * sum(int((m == 0).sum()) for m in masks)
+
     def _map_inputs(self, x: Tensor) -> Tensor:
         if self.input_w is not None:
             x = x * self.input_w

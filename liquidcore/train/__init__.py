@@ -8,7 +8,7 @@ API ``forward(x, dt, h0=None, mask=None) -> (y, h_T)``; plots and progress bars 
 from liquidcore.train.baselines import BASELINES, RecurrentBaseline, build_baseline
 from liquidcore.train.config import DataConfig, ModelConfig, OptimConfig, load_config_file
 from liquidcore.train.factory import build_model
-from liquidcore.train.protocol import SequenceModel, count_parameters
+from liquidcore.train.protocol import SequenceModel, count_parameters, count_parameters_in_use
 from liquidcore.train.trainer import (
     FitResult,
     TrainingDivergedError,
@@ -29,6 +29,7 @@ __all__ = [
     "build_baseline",
     "build_model",
     "count_parameters",
+    "count_parameters_in_use",
     "evaluate",
     "fit",
     "load_config_file",

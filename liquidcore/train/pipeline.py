@@ -38,7 +38,7 @@ from liquidcore.train.artifacts import load_artifact, save_artifact
 from liquidcore.train.config import DataConfig, ModelConfig, OptimConfig
 from liquidcore.train.factory import build_model
 from liquidcore.train.plots import plot_loss_curves
-from liquidcore.train.protocol import count_parameters, loss_scale_of
+from liquidcore.train.protocol import count_parameters, count_parameters_in_use, loss_scale_of
 from liquidcore.train.trainer import Log, evaluate, fit, resolve_device, seed_everything
 
 MODEL_DIR = "model"
@@ -230,8 +230,11 @@ def train_table(job: TrainJob, log: Log | None = None) -> dict[str, Any]:
         name=job.name,
         metadata=metadata,
     )
-    n_params = count_parameters(model)
-    say(f"model: {job.model.kind} ({type(model).__name__}), {n_params:,} trainable parameters")
+    n_params, n_in_use = count_parameters(model), count_parameters_in_use(model)
+    say(
+        f"model: {job.model.kind} ({type(model).__name__}), {n_params:,} trainable parameters"
+        f" ({n_in_use:,} in use)"
+    )
     fingerprint = {
         "model": job.model.to_dict(),
         "data": job.windows.to_dict(),
@@ -281,6 +284,7 @@ def train_table(job: TrainJob, log: Log | None = None) -> dict[str, Any]:
         },
         "data": {"file": str(job.data), **info},
         "parameters": n_params,
+        "parameters_in_use": n_in_use,
         "metrics": final,
         **result.to_dict(),
         "wall_seconds": time.perf_counter() - started,

@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from liquidcore.cells.base import outermost_cells
+
 
 @runtime_checkable
 class SequenceModel(Protocol):
@@ -28,6 +30,13 @@ class SequenceModel(Protocol):
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalar parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_parameters_in_use(model: nn.Module) -> int:
+    """Trainable parameters that can affect the output: ``count_parameters`` less the synapse
+    parameters that a wiring masks out (stored densely, as ncps stores them)."""
+    masked = sum(cell.masked_parameter_count() for cell in outermost_cells(model))
+    return count_parameters(model) - masked
 
 
 def loss_scale_of(model: nn.Module, n_outputs: int) -> Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,6 @@ def test_train_writes_artifact_metrics_and_plot_and_learns(
     csv_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    started = time.perf_counter()
     code = main(
         [
             "train",
@@ -43,12 +41,11 @@ def test_train_writes_artifact_metrics_and_plot_and_learns(
             "demo",
         ]
     )
-    elapsed = time.perf_counter() - started
     out = capsys.readouterr().out
     assert code == 0
-    assert elapsed < 20.0
     assert "trainable parameters" in out
     m = _metrics(run)
+    assert m["parameters_in_use"] == m["parameters"] > 0  # a dense CfC: nothing masked
     hist = m["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5, 6]
     assert hist[-1]["train_loss"] < 0.8 * hist[0]["train_loss"]

@@ -26,6 +26,7 @@ def test_smoke_run_writes_results_and_skips_finished_pairs(
             assert r["epochs_done"] == 1
             assert 0.0 <= r["test_metrics"]["accuracy"] <= 1.0
             assert r["parameters"] > 0
+            assert r["parameters_in_use"] == r["parameters"]  # no wiring masks here
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["models"]) == {"cfc", "gru_dt"}
     assert summary["models"]["cfc"]["seeds"] == [0, 1]
@@ -34,8 +35,14 @@ def test_smoke_run_writes_results_and_skips_finished_pairs(
     assert (out / "valid_curves.png").is_file()
     assert "parameters" in first
 
+    stored = out / "cfc" / "seed0" / "result.json"  # a result from before the in-use count
+    older = json.loads(stored.read_text())
+    del older["parameters_in_use"]
+    stored.write_text(json.dumps(older))
     assert tb.main(args) == 0  # everything done: skipped
     assert capsys.readouterr().out.count("done before") == 4
+    row = json.loads((out / "summary.json").read_text())["models"]["cfc"]
+    assert row["parameters_in_use"] == row["parameters"]
 
     more = [*SMOKE, "--models", "gru_dt", "--seeds", "1", "--epochs", "2", "--out", str(out)]
     assert tb.main(more) == 0
