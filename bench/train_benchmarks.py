@@ -550,6 +550,7 @@ def estimate_epoch_time(
         per_batch = statistics.median(times)
         out[model] = {
             "parameters": count_parameters(net),
+            "parameters_in_use": count_parameters_in_use(net),
             "batch_size": ocfg.batch_size,
             "seconds_per_batch": per_batch,
             "batches_per_epoch": per_epoch,
@@ -558,7 +559,8 @@ def estimate_epoch_time(
             "device": str(device),
         }
         print(
-            f"{model:12s} {out[model]['parameters']:>9,} params  {per_batch * 1e3:8.1f} ms/batch"
+            f"{model:12s} {out[model]['parameters']:>9,} params"
+            f" ({out[model]['parameters_in_use']:,} in use)  {per_batch * 1e3:8.1f} ms/batch"
             f" x {per_epoch} batches = {per_batch * per_epoch / 60:6.2f} min/epoch"
         )
     return out

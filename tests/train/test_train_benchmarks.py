@@ -56,6 +56,7 @@ def test_estimate_epoch_time(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert tb.main(args) == 0
     timing = json.loads((tmp_path / "timing.json").read_text())["models"]["lstm"]
     assert timing["batches_per_epoch"] == 3
+    assert timing["parameters_in_use"] == timing["parameters"] > 0
     assert timing["seconds_per_epoch"] == pytest.approx(3 * timing["seconds_per_batch"])
     assert "min/epoch" in capsys.readouterr().out
 
