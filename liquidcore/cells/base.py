@@ -80,9 +80,9 @@ class LiquidCell(nn.Module, ABC):
         """Project parameters back to their valid range after an optimiser step."""
 
     def masked_parameter_count(self) -> int:
-        """Stored parameters that a wiring masks out: kept in ncps's dense layout, they never
-        affect the output, so parameter budgets should not count them. Cells that hold masks
-        override this; a cell made of cells sums its parts."""
+        """Trainable stored parameters that a wiring masks out: kept in ncps's dense layout, they
+        never affect the output, so parameter budgets should not count them. Cells that hold
+        masks override this; a cell made of cells sums its parts."""
         return sum(c.masked_parameter_count() for c in outermost_cells(self, include_self=False))
 
     def forward_sequence(

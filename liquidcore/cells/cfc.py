@@ -291,13 +291,14 @@ class CfCCell(LiquidCell):
             return torch.sigmoid(z) - 0.5
         return z.sigmoid_().sub_(0.5)
 
-    # --- weight folding --------------------------------------------------------------------------
-
     def masked_parameter_count(self) -> int:
         if self.sparsity_mask is None:
             return 0
         absent = int((self.sparsity_mask == 0).sum())
-        return absent * sum(name in _MASKED_HEADS for name, _ in self._heads())
+        masked = [h for name, h in self._heads() if name in _MASKED_HEADS]
+        return absent * sum(h.weight.requires_grad for h in masked)
+
+    # --- weight folding --------------------------------------------------------------------------
 
     def _backbone(self) -> list[nn.Linear]:
         return [cast(nn.Linear, layer) for layer in self.backbone]

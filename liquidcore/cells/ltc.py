@@ -303,12 +303,18 @@ class LTCCell(LiquidCell):
             for name in _CONSTRAINED:
                 getattr(self, name).clamp_(min=0.0)
 
-    # --- mappings ------------------------------------------------------------------------------
-
     def masked_parameter_count(self) -> int:
         # sigma, mu, w and erev of every absent synapse, recurrent and sensory
-        masks = (self.sparsity_mask, self.sensory_sparsity_mask)
-        return 4 * sum(int((m == 0).sum()) for m in masks)
+        absent = int((self.sparsity_mask == 0).sum())
+        sensory_absent = int((self.sensory_sparsity_mask == 0).sum())
+        rec = sum(getattr(self, n).requires_grad for n in ("sigma", "mu", "w", "erev"))
+        sen = sum(
+            getattr(self, n).requires_grad
+            for n in ("sensory_sigma", "sensory_mu", "sensory_w", "sensory_erev")
+        )
+        return absent * rec + sensory_absent * sen
+
+    # --- mappings ------------------------------------------------------------------------------
 
     def _map_inputs(self, x: Tensor) -> Tensor:
         if self.input_w is not None:

@@ -66,3 +66,12 @@ def test_a_model_counts_the_masked_parameters_of_every_cell_inside() -> None:
     assert isinstance(cell, LTCCell)
     expected = count_parameters(model) - cell.masked_parameter_count()
     assert count_parameters_in_use(model) == expected
+
+
+@pytest.mark.parametrize("kind", ["ltc_ncp", "wired_cfc"])
+def test_frozen_cells_count_nothing_in_use_beyond_the_trainable_head(kind: str) -> None:
+    cell = CELLS[kind]()
+    model = nn.Sequential(cell, nn.Linear(3, 2))
+    cell.requires_grad_(False)  # fine-tuning the head only
+    assert cell.masked_parameter_count() == 0
+    assert count_parameters_in_use(model) == count_parameters(model) == 3 * 2 + 2
