@@ -58,11 +58,13 @@ class StateStore(Protocol):
     """Where stream states live. Implementations: ``MemoryStore``, ``RedisStore``."""
 
     async def load_many(self, keys: Sequence[str]) -> list[Versioned | None]:
-        """The records of ``keys`` (``None`` where absent or expired), in one round trip."""
+        """The records of ``keys`` (``None`` where absent or expired), in one round trip (one
+        command on Redis, whatever the number of keys)."""
         ...
 
     async def cas_many(self, writes: Sequence[CasWrite]) -> list[bool]:
-        """Apply each compare-and-set write; ``True`` where it won. One round trip."""
+        """Apply each compare-and-set write, in order; ``True`` where it won. One round trip
+        (one command on Redis); each write wins or loses on its own, as if applied alone."""
         ...
 
     async def delete(self, key: str) -> bool:

@@ -4,14 +4,23 @@ Data layout: one Redis hash per stream key (see :mod:`service.keys`) with three 
 
     v   the record version, a decimal integer >= 1
     d   the payload (a :mod:`service.codec` record)
-    w   the token of the write that produced this version (8 random bytes)
+    w   the token of the write call that produced this version (8 random bytes)
 
-and the key's TTL (PEXPIRE), reset by every write. Loads are ``HMGET v d`` for every key in one
-pipeline (one round trip); compare-and-set writes are one ``EVALSHA`` of :data:`CAS_SCRIPT` per
-key in one pipeline (one round trip). The script compares ``v`` with the expected version and
-sets ``v``, ``d``, ``w`` and the TTL atomically. The write token makes a write idempotent: when
-redis-py resends a pipeline after a dropped connection, a write that had in fact landed is
-recognised as ours and reported as won instead of as a conflict (which would re-apply events).
+and the key's TTL (PEXPIRE), reset by every write.
+
+One round trip each way per batch, one command each: a batch's records are loaded by one
+``EVALSHA`` of :data:`LOAD_SCRIPT` over all its keys, and every compare-and-set of the batch is
+one ``EVALSHA`` of :data:`CAS_SCRIPT` over all its keys, which answers won/lost per key. One
+command instead of one per key matters because redis-py packs and parses every command in
+Python: at batch 256 that, not the network, was the cost. Both scripts take any subset of keys,
+so on a Redis Cluster a batch would be sent as one call per slot group (every key of a stream
+carries its hash tag); here the server is standalone (or a proxy) and a batch is one group.
+
+The write token makes a call idempotent: when redis-py resends a command after a dropped
+connection, a write that had in fact landed is recognised as this call's (``v`` is one past the
+expected version and ``w`` is the token) and reported as won instead of as a conflict, which
+would re-apply events. A server that lost its script cache (restart, ``SCRIPT FLUSH``) answers
+``NOSCRIPT``; redis-py's script object then loads the script and sends the call again.
 """
 
 from __future__ import annotations
@@ -21,30 +30,55 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from service.store.base import CasWrite, Versioned, ttl_ms
 
-# KEYS[1] key; ARGV: expected version, payload, ttl ms (0: none), write token.
-# Returns 1 when the write is applied (or was already applied by this very write), else 0.
+# KEYS: the keys to read. Returns, per key, {v, d} (nil fields where the key is absent).
+LOAD_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HMGET', key, 'v', 'd')
+end
+return out
+"""
+
+# KEYS: the keys to write. ARGV[1]: the write token of this call; then per key i (1-based)
+# ARGV[3i-1] expected version (0: absent), ARGV[3i] payload, ARGV[3i+1] TTL ms (0: none).
+# Returns, per key, 1 when the write is applied (or was already applied by this very call),
+# else 0. Keys are handled in order, so a key listed twice sees the first write's outcome.
 CAS_SCRIPT = """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'w')
-local expected = tonumber(ARGV[1])
-if cur[1] then
-  local v = tonumber(cur[1])
-  if v == expected + 1 and cur[2] == ARGV[4] then return 1 end
-  if v ~= expected then return 0 end
-elseif expected ~= 0 then
-  return 0
+local token = ARGV[1]
+local won = {}
+for i, key in ipairs(KEYS) do
+  local base = 3 * i - 1
+  local expected = tonumber(ARGV[base])
+  local cur = redis.call('HMGET', key, 'v', 'w')
+  local apply = false
+  won[i] = 0
+  if cur[1] then
+    local v = tonumber(cur[1])
+    if v == expected + 1 and cur[2] == token then
+      won[i] = 1
+    elseif v == expected then
+      apply = true
+    end
+  elseif expected == 0 then
+    apply = true
+  end
+  if apply then
+    redis.call('HSET', key, 'v', string.format('%d', expected + 1), 'd', ARGV[base + 1],
+      'w', token)
+    local ttl = tonumber(ARGV[base + 2])
+    if ttl > 0 then
+      redis.call('PEXPIRE', key, ttl)
+    else
+      redis.call('PERSIST', key)
+    end
+    won[i] = 1
+  end
 end
-redis.call('HSET', KEYS[1], 'v', string.format('%d', expected + 1), 'd', ARGV[2], 'w', ARGV[4])
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-else
-  redis.call('PERSIST', KEYS[1])
-end
-return 1
+return won
 """
 
 
@@ -69,7 +103,8 @@ class RedisStore:
             kwargs["max_connections"] = max_connections
         self.url = url
         self._redis = aioredis.Redis.from_url(url, **kwargs)
-        self._sha: str | None = None
+        self._load = self._redis.register_script(LOAD_SCRIPT)
+        self._cas = self._redis.register_script(CAS_SCRIPT)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -78,10 +113,7 @@ class RedisStore:
     async def load_many(self, keys: Sequence[str]) -> list[Versioned | None]:
         if not keys:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(key, "v", "d")
-            replies = await pipe.execute()
+        replies = await self._load(keys=list(keys))
         out: list[Versioned | None] = []
         for version, payload in replies:
             if version is None or payload is None:
@@ -90,34 +122,19 @@ class RedisStore:
                 out.append(Versioned(int(version), bytes(payload)))
         return out
 
-    async def _load_script(self) -> str:
-        self._sha = str(await self._redis.script_load(CAS_SCRIPT))
-        return self._sha
-
-    async def _eval_many(self, writes: Sequence[CasWrite], tokens: Sequence[bytes]) -> list[Any]:
-        sha = self._sha or await self._load_script()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for w, token in zip(writes, tokens, strict=True):
-                pipe.evalsha(sha, 1, w.key, w.expected_version, w.payload, ttl_ms(w.ttl_s), token)
-            return list(await pipe.execute(raise_on_error=False))
+    async def cas_group(self, writes: Sequence[CasWrite], token: bytes) -> list[bool]:
+        """Compare-and-set ``writes`` in one script call identified by ``token``; a call sent
+        again with the same token reports the writes it had applied as won."""
+        args: list[Any] = [token]
+        for w in writes:
+            args += (w.expected_version, w.payload, ttl_ms(w.ttl_s))
+        replies = await self._cas(keys=[w.key for w in writes], args=args)
+        return [int(r) == 1 for r in replies]
 
     async def cas_many(self, writes: Sequence[CasWrite]) -> list[bool]:
         if not writes:
             return []
-        tokens = [os.urandom(8) for _ in writes]
-        replies = await self._eval_many(writes, tokens)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # the server lost its script cache (restart, SCRIPT FLUSH): load, rerun those
-            await self._load_script()
-            again = await self._eval_many(
-                [writes[i] for i in missing], [tokens[i] for i in missing]
-            )
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
-        return [int(r) == 1 for r in replies]
+        return await self.cas_group(writes, os.urandom(8))
 
     async def delete(self, key: str) -> bool:
         return int(await self._redis.delete(key)) > 0

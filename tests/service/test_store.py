@@ -177,17 +177,87 @@ async def test_redis_reloads_a_flushed_script(redis_url: str) -> None:
 
 
 @pytest.mark.integration
-async def test_redis_write_resent_after_a_dropped_reply_is_not_a_conflict(redis_url: str) -> None:
-    """redis-py resends a pipeline after a connection error; a CAS that had landed must then
-    report success (its token matches), not a conflict that would re-apply events."""
+async def test_redis_call_resent_after_a_dropped_reply_is_not_a_conflict(redis_url: str) -> None:
+    """redis-py resends a command after a connection error; the writes of a CAS call that had
+    landed must then report success (its token matches), not a conflict that would re-apply
+    events. A key the first call lost stays lost on the resend."""
     store = RedisStore(redis_url)
     try:
-        w = CasWrite("k", 0, b"a", 60)
-        assert await store._eval_many([w], [b"token-01"]) == [1]
-        assert await store._eval_many([w], [b"token-01"]) == [1]  # the resend: ours, applied
-        assert await store._eval_many([w], [b"token-02"]) == [0]  # another writer: conflict
-        assert await store.load_many(["k"]) == [Versioned(1, b"a")]
+        await store.cas_many([CasWrite("taken", 0, b"other", 60)])
+        writes = [CasWrite("k", 0, b"a", 60), CasWrite("taken", 0, b"mine", 60)]
+        assert await store.cas_group(writes, b"token-01") == [True, False]
+        assert await store.cas_group(writes, b"token-01") == [True, False]  # the resend
+        assert await store.cas_group(writes, b"token-02") == [False, False]  # another writer
+        got = await store.load_many(["k", "taken"])
+        assert got == [Versioned(1, b"a"), Versioned(1, b"other")]
     finally:
+        await store.close()
+
+
+async def _command_calls(raw: aioredis.Redis) -> dict[str, int]:
+    """Commands the server ran since the last CONFIG RESETSTAT, by name."""
+    stats = await raw.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+@pytest.mark.integration
+async def test_redis_batch_is_one_command_each_way(redis_url: str) -> None:
+    """A batch of 200 keys (existing, absent, stale, expired) is loaded by one EVALSHA and
+    committed by one EVALSHA that answers won/lost per key, in order."""
+    store = RedisStore(redis_url)
+    raw = aioredis.Redis.from_url(redis_url)
+    keys = [f"liquid:s:t:m:{{s{i}}}" for i in range(200)]
+    try:
+        # even keys exist at version 1; every fourth of them is then bumped to version 2
+        await store.cas_many([CasWrite(k, 0, b"old", 60) for k in keys[::2]])
+        await store.cas_many([CasWrite(k, 1, b"newer", 60) for k in keys[::4]])
+        await raw.config_resetstat()
+        loaded = await store.load_many(keys)
+        want_versions = [2 if i % 4 == 0 else 1 if i % 2 == 0 else 0 for i in range(200)]
+        assert [0 if r is None else r.version for r in loaded] == want_versions
+        # every writer assumes version 1 (what it "read" earlier): odd keys are absent, keys
+        # at version 2 moved on; only the keys still at version 1 win
+        won = await store.cas_many([CasWrite(k, 1, b"p%d" % i, 30) for i, k in enumerate(keys)])
+        assert won == [v == 1 for v in want_versions]
+        calls = await _command_calls(raw)  # (commands run inside a script count too)
+        assert calls.get("evalsha") == 2
+        assert not {"eval", "script|load", "multi"} & set(calls)
+        after = await store.load_many(keys)
+        for i, r in enumerate(after):
+            if want_versions[i] == 1:
+                assert r == Versioned(2, b"p%d" % i)
+            elif want_versions[i] == 2:
+                assert r == Versioned(2, b"newer")
+            else:
+                assert r is None
+        # the winners' TTL was set by the batch write; the losers' is untouched
+        assert 29_000 < await raw.pttl(keys[2]) <= 30_000
+        assert 59_000 < await raw.pttl(keys[0]) <= 60_000
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+@pytest.mark.integration
+async def test_redis_batch_recovers_from_a_script_flush(redis_url: str) -> None:
+    """After SCRIPT FLUSH (as after a server restart) both the load and the CAS calls answer
+    NOSCRIPT once, load their script and run: same results as before the flush."""
+    store = RedisStore(redis_url)
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await store.cas_many([CasWrite("a", 0, b"1", 60)]) == [True]
+        assert await store.load_many(["a", "b"]) == [Versioned(1, b"1"), None]
+        await raw.script_flush()
+        assert await store.load_many(["a", "b"]) == [Versioned(1, b"1"), None]
+        await raw.script_flush()
+        won = await store.cas_many(
+            [CasWrite("a", 1, b"2", 60), CasWrite("b", 1, b"x", 60), CasWrite("c", 0, b"3", 60)]
+        )
+        assert won == [True, False, True]
+        got = await store.load_many(["a", "b", "c"])
+        assert got == [Versioned(2, b"2"), None, Versioned(1, b"3")]
+    finally:
+        await raw.aclose()
         await store.close()
 
 
