@@ -29,11 +29,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from service.codec import RecentEntry, StreamRecord
 
 RESTART_REASONS = ("first_event", "model_change", "expired")
 RESET_REASONS = ("gap", "model_change", "expired")  # reported as resets (metrics)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,14 @@ def is_live(record: StreamRecord | None, policy: Policy, now: float) -> bool:
     return record is not None and now - record.updated <= policy.ttl_s
 
 
+def last_n(items: Sequence[T], n: int) -> tuple[T, ...]:
+    """The last ``n`` of ``items`` (all of them when there are fewer; none when ``n <= 0``).
+
+    The dedupe window is cut with this, never with ``items[len(items) - n:]``: that start goes
+    negative when fewer than ``n`` are kept and then keeps only a short tail."""
+    return tuple(items[-n:]) if n > 0 else ()
+
+
 def plan_stream(
     record: StreamRecord | None, events: Sequence[Incoming], policy: Policy, now: float
 ) -> Plan:
@@ -135,7 +146,7 @@ def plan_stream(
     restart = restart_reason(record, policy, now)
     base = record if restart is None else None
     window = max(0, policy.dedupe_window)
-    base_recent = base.recent[len(base.recent) - window :] if base is not None and window else ()
+    base_recent = last_n(base.recent, window) if base is not None else ()
     # The dedupe window while planning: id -> stored entry, or index of a step in this batch.
     seen: dict[str, RecentEntry | int] = {e.event_id: e for e in base_recent}
     order: deque[str] = deque(e.event_id for e in base_recent)
@@ -199,7 +210,6 @@ def build_record(
         ev = events[step.index]
         if ev.event_id is not None:
             recent.append(RecentEntry(ev.event_id, ev.t, step.dt, tuple(y), step.reset, step.count))
-    window = max(0, policy.dedupe_window)
     last = plan.steps[-1]
     return StreamRecord(
         model=policy.model,
@@ -210,5 +220,5 @@ def build_record(
         count=last.count,
         created=plan.created if plan.created is not None else now,
         updated=now,
-        recent=tuple(recent[len(recent) - window :]) if window else (),
+        recent=last_n(recent, policy.dedupe_window),
     )

@@ -12,7 +12,7 @@ from service.codec import RecentEntry, StreamRecord, floats_to_f32
 from service.engine.errors import InvalidState
 from service.engine.served import ServableModel
 from service.engine.types import StateSnapshot, StreamInfo, all_finite
-from service.stream_semantics import RESET_REASONS, Policy
+from service.stream_semantics import RESET_REASONS, Policy, last_n
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -82,8 +82,6 @@ def record_of(
             raise InvalidState(f"recent prediction {e.event_id!r} has an unknown reset")
         recent.pop(e.event_id, None)
         recent[e.event_id] = e
-    window = policy.dedupe_window
-    entries = tuple(recent.values())
     return StreamRecord(
         model=policy.model,
         version=served,
@@ -93,5 +91,5 @@ def record_of(
         count=snap.count,
         created=snap.created if snap.created is not None and math.isfinite(snap.created) else now,
         updated=now,
-        recent=entries[len(entries) - window :] if window else (),
+        recent=last_n(tuple(recent.values()), policy.dedupe_window),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from service.stream_semantics import (
     Step,
     build_record,
     is_live,
+    last_n,
     plan_stream,
     restart_reason,
 )
@@ -195,3 +197,51 @@ def test_invariants(times: list[int], ids: list[str | None], start: int | None) 
     for s in plan.steps:
         assert s.dt >= 0
         assert s.fresh == (s.reset is not None)
+
+
+# -- the dedupe window keeps exactly dedupe_window ids (issue 16, item 1) ---------------------
+WINDOW_32 = Policy("m", "v1", 0.5, 100.0, 1000.0, dedupe_window=32)
+
+
+def _one_per_batch(ids: list[str], t: float = 5.0) -> StreamRecord:
+    """The record after each id was sent alone (one batch each), all at time ``t``."""
+    record: StreamRecord | None = None
+    for i, event_id in enumerate(ids):
+        events = [ev(t, event_id)]
+        plan = plan_stream(record, events, WINDOW_32, NOW)
+        assert isinstance(plan.outcomes[0], Step)
+        record = build_record(plan, WINDOW_32, events, [(float(i),)], b"", b"", NOW)
+    assert record is not None
+    return record
+
+
+def test_last_n_keeps_exactly_n() -> None:
+    assert last_n(tuple(range(20)), 32) == tuple(range(20))
+    assert last_n(tuple(range(40)), 32) == tuple(range(8, 40))
+    assert last_n(tuple(range(5)), 0) == ()
+    assert last_n([], 3) == ()
+
+
+@pytest.mark.parametrize("n", [20, 31, 32, 33, 40])
+def test_retries_at_an_equal_timestamp_are_duplicates_within_the_window(n: int) -> None:
+    ids = [f"z{i}" for i in range(n)]
+    record = _one_per_batch(ids)
+    assert [e.event_id for e in record.recent] == ids[-32:]
+    assert record.count == n
+    for i, event_id in enumerate(ids):
+        plan = plan_stream(record, [ev(5.0, event_id)], WINDOW_32, NOW)
+        (outcome,) = plan.outcomes
+        if i >= n - 32:  # in the window: the original answer, nothing applied
+            assert isinstance(outcome, Duplicate)
+            assert outcome.original is not None
+            assert (outcome.original.y, outcome.original.count) == ((float(i),), i + 1)
+            assert not plan.writes
+        else:  # out of the window; an equal time is in order, so it is applied again
+            assert isinstance(outcome, Step)
+
+
+def test_a_batch_of_retries_keeps_the_whole_window() -> None:
+    record = _one_per_batch([f"z{i}" for i in range(20)])
+    plan = plan_stream(record, [ev(5.0, f"z{i}") for i in range(20)], WINDOW_32, NOW)
+    assert all(isinstance(o, Duplicate) for o in plan.outcomes)
+    assert len(plan.base_recent) == 20
