@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-system run test lint format typecheck bench clean
+.PHONY: install install-system run test test-portable lint format typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ run: install
 
 test: install install-system
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-portable
+
+# The numerics contract (docs/numerics.md) and the native-kernel fallback on the other CPU and
+# toolchain paths, so a CPU-dependent assertion cannot land again: the AVX2 kernels (what an
+# older or differently dispatched x86-64 machine runs), one OpenMP thread, and no C compiler
+# with an empty native-kernel cache (the pure-PyTorch LTC path).
+PORTABLE_TESTS := tests/service/test_engine.py tests/test_ltc.py tests/test_native_ltc.py
+test-portable: install install-system
+	ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
+	cache=$$(mktemp -d) && CC=/bin/false LIQUIDCORE_NATIVE_CACHE=$$cache \
+	  $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS); rc=$$?; rm -rf $$cache; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check .
