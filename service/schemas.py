@@ -5,8 +5,9 @@ nothing reaches the engine before the whole request is valid); the pydantic mode
 document the same shapes in OpenAPI and type the responses.
 
 Time rule: every timestamp is float64 seconds since the Unix epoch. A request may give it as a
-number or as an RFC 3339 string; both must be finite and within ``[MIN_TIMESTAMP,
-MAX_TIMESTAMP)`` (1970-01-01 to the end of year 9999).
+JSON number or as an RFC 3339 string (a query parameter also as epoch seconds written as a JSON
+number); both must be finite and within ``[MIN_TIMESTAMP, MAX_TIMESTAMP)`` (1970-01-01 to the
+end of year 9999). Strings follow the strict ASCII grammars of :mod:`liquidcore.timestamps`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from liquidcore import timestamps
 from service.errors import ErrorCode
 
 MIN_TIMESTAMP = 0.0
@@ -29,11 +31,7 @@ MAX_REQUEST_ID_CHARS = 128
 # Features and states are float32 in the model: a finite float64 beyond this would become inf.
 FLOAT32_MAX = 3.4028234663852886e38
 
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-_QUERY_OFFSET = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
+_QUERY_OFFSET = re.compile(r"(?<=[0-9]) ([0-9]{2}:[0-9]{2})$")
 _EVENT_KEYS = frozenset({"t", "x", "id"})
 
 
@@ -69,37 +67,25 @@ def _check_range(t: float, field: str) -> float:
     return t
 
 
-def parse_rfc3339(text: str, field: str = "t") -> float:
-    """An RFC 3339 timestamp (offset required, up to nanoseconds) -> epoch seconds."""
-    m = _RFC3339.match(text)
-    if m is None:
-        raise FieldError(
-            ErrorCode.INVALID_TIMESTAMP,
-            f"{field} must be epoch seconds or an RFC 3339 timestamp with an offset, such as "
-            "2024-05-01T12:00:00.250Z",
-            field,
-        )
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    frac = float(m.group(7)) if m.group(7) else 0.0
-    offset_text = m.group(8)
-    offset = 0
-    if offset_text not in ("Z", "z"):
-        sign = 1 if offset_text[0] == "+" else -1
-        oh, om = int(offset_text[1:3]), int(offset_text[4:6])
-        if oh > 23 or om > 59:
-            raise FieldError(ErrorCode.INVALID_TIMESTAMP, f"{field} has an invalid offset", field)
-        offset = sign * (oh * 3600 + om * 60)
+def _text_time(parse: Callable[[str], float], text: str, field: str) -> float:
     try:
-        date = _dt.date(year, month, day)
-        _dt.time(hour, minute, second)
+        return _check_range(parse(text), field)
     except ValueError as exc:
-        raise FieldError(ErrorCode.INVALID_TIMESTAMP, f"{field}: {exc}", field) from exc
-    whole = (date.toordinal() - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute * 60 + second
-    return _check_range(float(whole - offset) + frac, field)
+        raise FieldError(ErrorCode.INVALID_TIMESTAMP, str(exc), field) from None
+
+
+def parse_rfc3339(text: str, field: str = "t") -> float:
+    """An RFC 3339 timestamp (offset required, up to nanoseconds) -> epoch seconds, by the
+    library's strict ASCII grammar (:mod:`liquidcore.timestamps`)."""
+    return _text_time(timestamps.parse_rfc3339, text, field)
 
 
 def parse_timestamp(value: Any, field: str = "t", *, numeric_strings: bool = False) -> float:
-    """A request timestamp (number or RFC 3339 string) -> float64 epoch seconds."""
+    """A request timestamp (JSON number, or RFC 3339 string) -> float64 epoch seconds.
+
+    ``numeric_strings`` (query parameters): a string may also be epoch seconds, written as a
+    JSON number. Strings are never trimmed or read by Python's own number rules, so full-width
+    digits, ``_``, ``+``, whitespace, ``nan`` and ``inf`` are refused."""
     if isinstance(value, bool) or value is None:
         raise FieldError(
             ErrorCode.INVALID_TIMESTAMP, f"{field} must be a number or an RFC 3339 string", field
@@ -114,16 +100,11 @@ def parse_timestamp(value: Any, field: str = "t", *, numeric_strings: bool = Fal
     if isinstance(value, float):
         return _check_range(value, field)
     if isinstance(value, str):
-        text = value.strip()
         if numeric_strings:  # a query parameter: an unescaped "+" of an offset arrives as " "
-            text = _QUERY_OFFSET.sub(r"+\1", text)
-            try:
-                number = float(text)
-            except ValueError:
-                pass
-            else:
-                return _check_range(number, field)
-        return parse_rfc3339(text, field)
+            return _text_time(
+                timestamps.parse_timestamp_text, _QUERY_OFFSET.sub(r"+\1", value), field
+            )
+        return parse_rfc3339(value, field)
     raise FieldError(
         ErrorCode.INVALID_TIMESTAMP, f"{field} must be a number or an RFC 3339 string", field
     )
