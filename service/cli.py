@@ -32,7 +32,17 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
-    p.add_argument("--workers", type=int, help="worker processes (needs --redis-url when > 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (needs --redis-url when > 1; default: 1, or with --redis-url "
+        "one per two cores)",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch intra-op threads per worker (default: its cores less one, 1 to 4)",
+    )
     p.add_argument(
         "--model",
         dest="models",
@@ -123,7 +133,9 @@ def run_server(settings: Any, app: Any = None) -> None:
     import uvicorn
 
     from service.settings import SETTINGS_ENV
+    from service.threads import apply_torch_threads
 
+    apply_torch_threads(settings.torch_threads)
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
     config = uvicorn.Config(
         app if app is not None else "service.app:app_from_env",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,6 +76,37 @@ def parse_api_keys(value: Any) -> dict[str, str]:
             )
         out[key] = tenant
     return out
+
+
+# -- threads and processes, sized from the cores this process may use --------------------------
+# A worker is one event loop (decoding, planning, store I/O: one core when busy) plus the
+# model step on the engine's worker thread. Torch's own default (one intra-op thread per core)
+# makes the step compete with the event loop for the same cores; measured on 2 cores, one
+# thread served +50% at 64 connections (bench/service_load.py measures it again).
+MAX_AUTO_TORCH_THREADS = 4  # the served models are small: more threads cost more than they give
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity; a container's CPU quota is not seen)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(redis_url: str | None, cores: int | None = None) -> int:
+    """1 with the in-process store (its state lives in one process); with Redis one worker per
+    two cores (a core for its event loop, one for its model step)."""
+    if not redis_url:
+        return 1
+    return max(1, (cores or available_cores()) // 2)
+
+
+def default_torch_threads(workers: int, cores: int | None = None) -> int:
+    """Intra-op threads per worker: its share of the cores less one for the event loop
+    (at least 1, at most :data:`MAX_AUTO_TORCH_THREADS`)."""
+    share = (cores or available_cores()) // max(1, workers)
+    return max(1, min(MAX_AUTO_TORCH_THREADS, share - 1))
 
 
 def is_loopback(host: str) -> bool:
@@ -152,7 +184,16 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address to bind.")
     port: int = Field(default=8000, description="TCP port to bind.")
-    workers: int = Field(default=1, description="Worker processes (needs redis_url when > 1).")
+    workers: int = Field(
+        default_factory=lambda data: default_workers(data.get("redis_url")),
+        description="Worker processes (needs redis_url when > 1). Default: 1 with the "
+        "in-process store; with redis_url, one per two available cores.",
+    )
+    torch_threads: int = Field(
+        default_factory=lambda data: default_torch_threads(data.get("workers") or 1),
+        description="Torch intra-op threads per worker. Default: the worker's share of the "
+        "cores less one for its event loop (1 to 4).",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, description="Largest request body accepted (bytes)."
     )
@@ -245,11 +286,11 @@ class Settings(BaseSettings):
             raise ValueError(f"port must be within 0..65535; got {value}")
         return value
 
-    @field_validator("workers")
+    @field_validator("workers", "torch_threads")
     @classmethod
-    def _workers(cls, value: int) -> int:
+    def _workers(cls, value: int, info: Any) -> int:
         if value < 1:
-            raise ValueError(f"workers must be >= 1; got {value}")
+            raise ValueError(f"{info.field_name} must be >= 1; got {value}")
         return value
 
     @field_validator("max_body_bytes")

@@ -71,7 +71,8 @@ def start_service(
     log = tmp / f"service-{port}-{time.monotonic_ns()}.log"
     keys = ["--api-keys", f"{api_key}:tenant-a"] if api_key else []
     argv = [sys.executable, "-m", "service", "serve", "--port", str(port)]
-    argv += ["--log-level", "warning", "--max-delay-ms", "1", *keys, *args]
+    # one worker unless a test asks for more (the default grows with the machine's cores)
+    argv += ["--log-level", "warning", "--max-delay-ms", "1", "--workers", "1", *keys, *args]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             argv,
