@@ -156,6 +156,22 @@ PRESETS["xor"] = {
         },
         "optim": {**_XOR_BASE, "lr": 0.05, "batch_size": 128, "clip_norm": 1.0},
     },
+    # Probe (issue 19): the plain CfC with a lecun_tanh backbone instead of the paper's relu.
+    "cfc_lecun_backbone": {
+        "model": {"kind": "cfc", "units": 192, "backbone_units": 128},
+        "optim": {**_XOR_BASE, "lr": 0.005, "batch_size": 128, "clip_norm": 1.0},
+    },
+    # Probe (issue 19): ff1/ff2 through lecun_tanh, as the paper's TensorFlow CfcCell.
+    "cfc_lecun_heads": {
+        "model": {
+            "kind": "cfc",
+            "units": 192,
+            "backbone_units": 128,
+            "backbone_activation": "relu",
+            "cell_options": {"head_activation": "lecun_tanh"},
+        },
+        "optim": {**_XOR_BASE, "lr": 0.005, "batch_size": 128, "clip_norm": 1.0},
+    },
     "cfc_mixed": {
         "model": {
             "kind": "cfc",

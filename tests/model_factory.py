@@ -18,6 +18,8 @@ VARIANTS = (
     "mixed_cfc",
     "mixed_ltc",
 )
+# Baselines: recurrent cells in the same LiquidModel shell (liquidcore.cells.recurrent).
+RECURRENT_VARIANTS = ("lstm", "gru_d")
 INPUTS = 5
 
 
@@ -43,6 +45,10 @@ def make_cell(kind: str, inputs: int = INPUTS) -> LiquidCell:
         return MixedMemoryCell(CfCCell(inputs, 10, backbone_units=16))
     if kind == "mixed_ltc":
         return MixedMemoryCell(LTCCell(AutoNCP(12, 2, seed=3), in_features=inputs))
+    if kind in RECURRENT_VARIANTS:
+        from liquidcore.cells.recurrent import RECURRENT_CELLS
+
+        return RECURRENT_CELLS[kind](inputs, 9)
     raise ValueError(kind)
 
 

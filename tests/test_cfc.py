@@ -632,3 +632,37 @@ def test_training_sequence_equals_stepping_with_gradients(
     assert len(g_s) == len(g_l) > 0
     for a, b in zip(g_s, g_l, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+# --- head activation (the CfC paper's TensorFlow cell) ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_lecun_tanh_heads_equal_the_paper_formula(mode: str, grad: bool) -> None:
+    """``head_activation="lecun_tanh"``: ff1/ff2 pass through ``1.7159·tanh(0.666·u)`` as in
+    the paper's ``tf_cfc.CfcCell`` (ncps uses tanh); the packed fast path equals the formula."""
+    torch.manual_seed(4)
+    cell = CfCCell(F_IN, HIDDEN, mode, "relu", 10, 1, head_activation="lecun_tanh").double()
+    x = torch.randn(3, F_IN, dtype=torch.float64)
+    h = torch.randn(3, HIDDEN, dtype=torch.float64)
+    dt = torch.rand(3, 1, dtype=torch.float64) * 2
+    u = torch.relu(cell.backbone[0](torch.cat([x, h], 1)))
+    kernel = fcfc.cfc_default if mode == "default" else fcfc.cfc_no_gate
+    with torch.no_grad():
+        want = kernel(cell.ff1(u), cell.ff2(u), cell.time_a(u), cell.time_b(u), dt, lecun_tanh)
+    with torch.set_grad_enabled(grad):
+        got, _ = cell(x, h, dt)
+    torch.testing.assert_close(got.detach(), want, rtol=0, atol=1e-13)
+    with torch.no_grad():
+        tanh_heads = kernel(cell.ff1(u), cell.ff2(u), cell.time_a(u), cell.time_b(u), dt)
+    assert not torch.allclose(want, tanh_heads)  # the head activation is not ncps's tanh
+    rebuilt = CfCCell.from_config(json.loads(json.dumps(cell.get_config())))
+    assert rebuilt.head_activation == "lecun_tanh"
+
+
+def test_head_activation_is_validated() -> None:
+    with pytest.raises(ValueError, match="head_activation must be one of tanh, lecun_tanh"):
+        CfCCell(3, 4, head_activation="relu")
+    with pytest.raises(ValueError, match="pure mode has no ff1/ff2 activation"):
+        CfCCell(3, 4, mode="pure", head_activation="lecun_tanh")

@@ -66,6 +66,9 @@ from liquidcore.functional.cfc import fold_linear, get_mode
 
 _NCPS_HEAD_ORDER = ("ff1", "ff2", "time_a", "time_b")  # ncps's creation order (its RNG stream)
 _MASKED_HEADS = frozenset({"ff1", "ff2"})  # ncps masks these two only
+_ACTIVATED_HEADS = frozenset({"ff1", "ff2"})  # tanh in ncps, lecun_tanh in the paper's TF cell
+# ncps's tanh; the CfC paper's TensorFlow cell (tf_cfc.py) passes ff1/ff2 through lecun_tanh.
+HEAD_ACTIVATIONS = ("tanh", "lecun_tanh")
 
 Folded = tuple[tuple[tuple[Tensor, Tensor], ...], tuple[Tensor, Tensor]]
 
@@ -127,10 +130,20 @@ class CfCCell(LiquidCell):
         backbone_layers: int = 1,
         backbone_dropout: float = 0.0,
         sparsity_mask: Any = None,
+        head_activation: str = "tanh",
     ) -> None:
         super().__init__()
         self._mode = get_mode(mode)
         self._activation = get_activation(backbone_activation)
+        _check(
+            head_activation in HEAD_ACTIVATIONS,
+            f"head_activation must be one of {', '.join(HEAD_ACTIVATIONS)}; got "
+            f"{head_activation!r}",
+        )
+        _check(
+            mode != "pure" or head_activation == "tanh",
+            "pure mode has no ff1/ff2 activation: head_activation must stay 'tanh'",
+        )
         _check(input_size >= 1, f"input_size must be >= 1; got {input_size}")
         _check(hidden_size >= 1, f"hidden_size must be >= 1; got {hidden_size}")
         _check(backbone_layers >= 0, f"backbone_layers must be >= 0; got {backbone_layers}")
@@ -151,7 +164,13 @@ class CfCCell(LiquidCell):
         self.backbone_units = int(backbone_units)
         self.backbone_layers = int(backbone_layers)
         self.backbone_dropout = float(backbone_dropout)
+        self.head_activation = head_activation
         self._form = SIGMOID_FORMS.get(backbone_activation)
+        # ff1/ff2 run as ``gain·(2·sigmoid(pre·u) - 1)``: the modes pack tanh's ``pre`` = 2; a
+        # lecun_tanh head packs its own ``pre`` and scales the update by its ``gain``.
+        head_form = SIGMOID_FORMS[head_activation]
+        self._head_pre_ratio = head_form.pre / 2.0
+        self._head_gain = -head_form.shift
         self._pure = mode == "pure"
 
         width = self.input_size + self.hidden_size
@@ -278,7 +297,10 @@ class CfCCell(LiquidCell):
                 z = F.linear(u, w, b)
         if self._pure:
             return self._mode.update(z, dt, self.w_tau, self.A)
-        return self._mode.update(z, dt, None, None)
+        h_new = self._mode.update(z, dt, None, None)
+        if self._head_gain == 1.0:
+            return h_new
+        return h_new * self._head_gain if h_new.requires_grad else h_new.mul_(self._head_gain)
 
     def _folded_activation(self, z: Tensor) -> Tensor:
         # The centred sigmoid ``sigmoid(pre·z) - 0.5``: the next layer's weights carry ``scale``
@@ -312,6 +334,8 @@ class CfCCell(LiquidCell):
             weight = head.weight
             if self.sparsity_mask is not None and name in _MASKED_HEADS:
                 weight = weight * self.sparsity_mask
+            if name in _ACTIVATED_HEADS and not self._pure:
+                scale = scale * self._head_pre_ratio
             w, b = fold_linear(
                 weight, head.bias, in_scale=in_scale, in_shift=in_shift, out_scale=scale
             )
@@ -373,6 +397,7 @@ class CfCCell(LiquidCell):
             "backbone_layers": self.backbone_layers,
             "backbone_dropout": self.backbone_dropout,
             "sparsity_mask": None if mask is None else mask.T.tolist(),
+            "head_activation": self.head_activation,
         }
 
     @classmethod

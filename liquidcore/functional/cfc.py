@@ -34,16 +34,31 @@ from torch import Tensor
 # --- ncps's formulas (the reference) ------------------------------------------------------------
 
 
-def cfc_default(ff1: Tensor, ff2: Tensor, t_a: Tensor, t_b: Tensor, dt: Tensor) -> Tensor:
-    """``tanh(ff1)·(1 - σ) + σ·tanh(ff2)`` with ``σ = sigmoid(t_a·Δt + t_b)``."""
+def cfc_default(
+    ff1: Tensor,
+    ff2: Tensor,
+    t_a: Tensor,
+    t_b: Tensor,
+    dt: Tensor,
+    act: Callable[[Tensor], Tensor] = torch.tanh,
+) -> Tensor:
+    """``tanh(ff1)·(1 - σ) + σ·tanh(ff2)`` with ``σ = sigmoid(t_a·Δt + t_b)``; ``act`` replaces
+    tanh (the CfC paper's TensorFlow cell uses ``lecun_tanh``)."""
     gate = torch.sigmoid(t_a * dt + t_b)
-    return torch.tanh(ff1) * (1.0 - gate) + gate * torch.tanh(ff2)
+    return act(ff1) * (1.0 - gate) + gate * act(ff2)
 
 
-def cfc_no_gate(ff1: Tensor, ff2: Tensor, t_a: Tensor, t_b: Tensor, dt: Tensor) -> Tensor:
-    """``tanh(ff1) + σ·tanh(ff2)`` with ``σ = sigmoid(t_a·Δt + t_b)``."""
+def cfc_no_gate(
+    ff1: Tensor,
+    ff2: Tensor,
+    t_a: Tensor,
+    t_b: Tensor,
+    dt: Tensor,
+    act: Callable[[Tensor], Tensor] = torch.tanh,
+) -> Tensor:
+    """``tanh(ff1) + σ·tanh(ff2)`` with ``σ = sigmoid(t_a·Δt + t_b)``; ``act`` as above."""
     gate = torch.sigmoid(t_a * dt + t_b)
-    return torch.tanh(ff1) + gate * torch.tanh(ff2)
+    return act(ff1) + gate * act(ff2)
 
 
 def cfc_pure(ff1: Tensor, w_tau: Tensor, A: Tensor, dt: Tensor) -> Tensor:

@@ -5,7 +5,6 @@ API ``forward(x, dt, h0=None, mask=None) -> (y, h_T)``; plots and progress bars 
 ``train`` extra (matplotlib, tqdm), tables need pandas (and pyarrow for Parquet).
 """
 
-from liquidcore.train.baselines import BASELINES, RecurrentBaseline, build_baseline
 from liquidcore.train.config import DataConfig, ModelConfig, OptimConfig, load_config_file
 from liquidcore.train.factory import build_model
 from liquidcore.train.protocol import SequenceModel, count_parameters, count_parameters_in_use
@@ -18,15 +17,12 @@ from liquidcore.train.trainer import (
 )
 
 __all__ = [
-    "BASELINES",
     "DataConfig",
     "FitResult",
     "ModelConfig",
     "OptimConfig",
-    "RecurrentBaseline",
     "SequenceModel",
     "TrainingDivergedError",
-    "build_baseline",
     "build_model",
     "count_parameters",
     "count_parameters_in_use",

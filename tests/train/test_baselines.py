@@ -1,5 +1,6 @@
-"""Baselines keep the model's sequence contract, by value: Δt semantics, masks, step = forward,
-config and artifact round trips, and a gradient step that lowers the loss."""
+"""Baselines are recurrent cells in a LiquidModel and keep its contract, by value: Δt semantics,
+masks, step = forward, config and artifact round trips, a gradient step that lowers the loss,
+and an LSTM artifact served by the engine."""
 
 from __future__ import annotations
 
@@ -8,29 +9,28 @@ from pathlib import Path
 import pytest
 import torch
 
+from liquidcore.cells.recurrent import RECURRENT_CELLS, GRUDCell, ODERNNCell, RecurrentCell
+from liquidcore.cells.registry import build_cell
 from liquidcore.heads import ReadoutHead
+from liquidcore.model import LiquidModel
 from liquidcore.train.artifacts import load_artifact, save_artifact
-from liquidcore.train.baselines import (
-    BASELINES,
-    GRUDBaseline,
-    ODERNNBaseline,
-    RecurrentBaseline,
-    baseline_from_config,
-    build_baseline,
-)
 from liquidcore.train.protocol import SequenceModel, count_parameters
 
-KINDS = sorted(BASELINES)
+KINDS = sorted(RECURRENT_CELLS)
 F, H, OUT = 3, 6, 2
 
 
-def _model(kind: str, seed: int = 0) -> RecurrentBaseline:
+def _cell(model: LiquidModel) -> RecurrentCell:
+    assert isinstance(model.cell, RecurrentCell)
+    return model.cell
+
+
+def _model(kind: str, seed: int = 0) -> LiquidModel:
     torch.manual_seed(seed)
-    return build_baseline(
-        kind,
-        F,
-        H,
-        ReadoutHead(H, OUT, target_mean=[1.0, -1.0], target_std=[2.0, 0.5]),
+    head = ReadoutHead(H, OUT, target_mean=[1.0, -1.0], target_std=[2.0, 0.5])
+    return LiquidModel(
+        RECURRENT_CELLS[kind](F, H),
+        head,
         input_mean=[0.5, 0.0, -0.5],
         input_std=[1.0, 2.0, 0.5],
         time_unit=0.5,
@@ -88,29 +88,29 @@ def test_discrete_rnns_ignore_dt_and_dt_models_use_it() -> None:
         y1, _ = model(x, dt)
         y2, _ = model(x, dt * 3 + 1)
         same = torch.allclose(y1, y2)
-        assert same == (not model.uses_dt), kind
+        assert same == (not _cell(model).uses_dt), kind
 
 
 def test_gru_d_decays_the_state_by_the_elapsed_time() -> None:
-    model = _model("gru_d")
-    assert isinstance(model, GRUDBaseline)
+    cell = _cell(_model("gru_d"))
+    assert isinstance(cell, GRUDCell)
     with torch.no_grad():
-        model.decay.weight.fill_(1.0)
-        model.decay.bias.zero_()
+        cell.decay.weight.fill_(1.0)
+        cell.decay.bias.zero_()
     h = torch.randn(2, H)
     x = torch.zeros(2, F)
     dt0 = torch.zeros(2, 1)
     # Δt = 0: no decay, a plain GRU update.
-    torch.testing.assert_close(model.cell(x, h, dt0), model.gru(x, h))
+    torch.testing.assert_close(cell.update(x, h, dt0), cell.gru(x, h))
     # Δt (model units) = 2: the state decays by exp(-2) before the update.
     torch.testing.assert_close(
-        model.cell(x, h, torch.full((2, 1), 2.0)), model.gru(x, h * torch.exp(torch.tensor(-2.0)))
+        cell.update(x, h, torch.full((2, 1), 2.0)), cell.gru(x, h * torch.exp(torch.tensor(-2.0)))
     )
 
 
 def test_ode_rnn_integrates_a_linear_ode_between_events() -> None:
-    model = _model("ode_rnn").double()
-    assert isinstance(model, ODERNNBaseline)
+    model = _cell(_model("ode_rnn").double())
+    assert isinstance(model, ODERNNCell)
     lin = torch.nn.Linear(H, H, bias=False, dtype=torch.float64)
     with torch.no_grad():
         lin.weight.copy_(-0.7 * torch.eye(H, dtype=torch.float64))
@@ -153,16 +153,24 @@ def test_config_and_artifact_round_trip(kind: str, tmp_path: Path) -> None:
     model = _model(kind, seed=3)
     x, dt = _batch()
     y, _ = model(x, dt)
-    rebuilt = baseline_from_config(model.get_config())
-    assert type(rebuilt) is type(model)
+    rebuilt = LiquidModel.from_config(model.get_config())
+    assert type(rebuilt.cell) is type(model.cell)
+    assert build_cell(model.cell.get_config()).get_config() == model.cell.get_config()
     version = save_artifact(model, tmp_path / "m")
     loaded = load_artifact(tmp_path / "m")
-    assert type(loaded) is type(model)
+    assert type(loaded.cell) is type(model.cell)
     assert loaded.version == version
     assert loaded.feature_names == ["a", "b", "c"]
     torch.testing.assert_close(loaded(x, dt)[0], y)
 
 
 def test_unknown_baseline_lists_the_valid_ones() -> None:
+    from liquidcore.train.config import ModelConfig
+    from liquidcore.train.factory import build_recurrent_cell
+
     with pytest.raises(ValueError, match="gru_d"):
-        build_baseline("transformer", F, H)
+        build_cell({"type": "transformer", "input_size": F, "hidden_size": H})
+    with pytest.raises(ValueError, match="ode_steps must be >= 1"):
+        RECURRENT_CELLS["ode_rnn"](F, H, ode_steps=0)
+    with pytest.raises(ValueError, match="does not take"):
+        build_recurrent_cell(ModelConfig(kind="lstm", cell_options={"ode_steps": 3}), F)

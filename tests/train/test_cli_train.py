@@ -173,7 +173,7 @@ def test_classification_from_parquet_with_last_step_loss_and_a_baseline(
     assert m["data"]["classes"] == ["high", "low"]
     assert {"accuracy", "f1"} <= set(m["metrics"]["valid"])
     model = load_artifact(run / "model")
-    assert type(model).__name__ == "GRUDBaseline"
+    assert type(model.cell).__name__ == "GRUDCell"
     assert model.version == m["model_version"]
     capsys.readouterr()
     assert main(["evaluate", str(run / "model"), str(path)]) == 0
