@@ -21,19 +21,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from service.auth import Authenticator
-from service.engine import (
-    Engine,
-    EngineConfig,
-    EngineStopped,
-    InvalidEvent,
-    InvalidState,
-    InvalidTime,
-    StateConflict,
-    StateUnreadable,
-    StreamNotFound,
-    UnknownModel,
-)
-from service.errors import ErrorCode, JSONResponse, install_error_handlers
+from service.engine import Engine, EngineConfig
+from service.errors import JSONResponse, install_error_handlers
+from service.failures import install_failure_handlers
 from service.live import MemoryLiveBus, RedisLiveBus
 from service.metrics import Metrics, multiprocess_dir
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -70,8 +60,10 @@ streams.
 sends `{"type": "subscribed"}`, then `{"type": "prediction", "prediction": {...}}` for every
 prediction of the stream from any route or replica. The client may send events (the body of
 the POST route, optionally with `"request_id"`); each gets `{"type": "result" | "error",
-"request_id", "status", ...}`. Close codes: 1008 auth / invalid stream id / unknown model,
-1013 not running, 1001 shutdown, 1011 internal error.
+"request_id", "status", ...}` (a store that is down or full: an error with status 503, the
+socket stays open). Binary frames are not supported: they close the socket with 1003. Close
+codes: 1008 auth / invalid stream id / unknown model / a client that stopped reading, 1003
+binary frame, 1000 idle, 1013 not running, 1001 shutdown, 1011 internal error.
 """
 
 _DOC_MODELS = (EventIn, EventBatchIn, StreamEventIn, MultiEventBatchIn, StateIn)
@@ -85,6 +77,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_gap_s=settings.max_gap_s if settings.max_gap_s is not None else math.inf,
         first_event_dt_s=settings.first_event_dt_s,
         dedupe_window=settings.dedupe_window,
+        max_abs_input=settings.max_abs_input,
         device=settings.resolved_device(),
         max_cas_retries=settings.max_cas_retries,
         active_window_s=settings.active_window_s,
@@ -118,6 +111,7 @@ def create_app(
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     if registry is None:
         registry = ModelRegistry.load(settings.models)
+    registry = registry.with_input_limit(settings.max_abs_input)
     metrics = Metrics()
     ctx = AppContext(
         settings=settings,
@@ -179,19 +173,8 @@ def create_app(
         ],
     )
     app.state.ctx = ctx
-    install_error_handlers(
-        app,
-        {
-            UnknownModel: ErrorCode.UNKNOWN_MODEL,
-            StreamNotFound: ErrorCode.NOT_FOUND,
-            InvalidTime: ErrorCode.INVALID_TIME,
-            InvalidState: ErrorCode.INVALID_STATE,
-            InvalidEvent: ErrorCode.INVALID_EVENT,
-            EngineStopped: ErrorCode.UNAVAILABLE,
-            StateConflict: ErrorCode.UNAVAILABLE,
-            StateUnreadable: ErrorCode.INTERNAL,
-        },
-    )
+    install_error_handlers(app)
+    install_failure_handlers(app, settings.retry_after_s)
     routers = [m.router for m in (streams, events, models, health, live, ui)]
     for router in routers:
         app.include_router(router)

@@ -44,6 +44,8 @@ class ErrorCode(str, Enum):
     UNKNOWN_FEATURE = "unknown_feature"
     MISSING_FEATURE = "missing_feature"
     NON_FINITE_VALUE = "non_finite_value"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    NON_FINITE_STATE = "non_finite_state"
     INVALID_TIMESTAMP = "invalid_timestamp"
     OUT_OF_ORDER = "out_of_order"
     UNAUTHORIZED = "unauthorized"
@@ -54,6 +56,8 @@ class ErrorCode(str, Enum):
     INVALID_STATE = "invalid_state"
     INVALID_TIME = "invalid_time"
     UNAVAILABLE = "unavailable"
+    STORE_FULL = "store_full"
+    REQUEST_TIMEOUT = "request_timeout"
     INTERNAL = "internal"
 
 
@@ -69,6 +73,8 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_FEATURE: 422,
     ErrorCode.MISSING_FEATURE: 422,
     ErrorCode.NON_FINITE_VALUE: 422,
+    ErrorCode.VALUE_OUT_OF_RANGE: 422,
+    ErrorCode.NON_FINITE_STATE: 422,
     ErrorCode.INVALID_TIMESTAMP: 422,
     ErrorCode.OUT_OF_ORDER: 409,
     ErrorCode.UNAUTHORIZED: 401,
@@ -79,6 +85,8 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_STATE: 422,
     ErrorCode.INVALID_TIME: 422,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.STORE_FULL: 503,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.INTERNAL: 500,
 }
 

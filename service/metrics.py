@@ -155,6 +155,11 @@ class Metrics:
             "Live messages dropped because a subscriber's buffer was full.",
             registry=r,
         )
+        self.live_send_timeouts = Counter(
+            "liquid_live_send_timeouts",
+            "Live sessions ended because the client took no message within the send timeout.",
+            registry=r,
+        )
         self.model_info = Gauge(
             "liquid_model_info",
             "Served models (value 1), by name and version hash.",

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     dedupe_window: int = Field(
         default=32, description="Recent event ids kept per stream to answer retries."
     )
+    max_abs_input: float = Field(
+        default=1e15,
+        gt=0,
+        description="Largest magnitude of a feature value; beyond it an event is refused (422 "
+        "`value_out_of_range`). inf: only the float32 range.",
+    )
     max_cas_retries: int = Field(
         default=16, description="Compare-and-set retries before a conflicting write gives up."
     )
@@ -206,6 +212,40 @@ class Settings(BaseSettings):
         description="Messages buffered per live subscriber; beyond it the oldest are dropped.",
     )
     log_level: str = Field(default="info", description="Log level: " + ", ".join(LOG_LEVELS))
+    # -- timeouts (slow or stalled clients cost bounded time and memory) ---------------------
+    header_timeout_s: float = Field(
+        default=10.0,
+        description="A request's headers must arrive within this many seconds of its first byte "
+        "(of the connection, for its first request); otherwise 408 and the socket is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        description="A request body must arrive whole within this many seconds; otherwise 408 "
+        "`request_timeout` and the connection is closed.",
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5.0, description="An idle keep-alive HTTP connection is closed after this."
+    )
+    ws_send_timeout_s: float = Field(
+        default=10.0,
+        description="A WebSocket message the client does not take within this many seconds "
+        "(it stopped reading) ends the session and aborts the socket.",
+    )
+    ws_idle_timeout_s: float | None = Field(
+        default=3600.0,
+        description="A WebSocket with no message either way for this long is closed (1000, "
+        "'idle timeout'). None: never.",
+    )
+    ws_ping_interval_s: float | None = Field(
+        default=20.0, description="Seconds between WebSocket keepalive pings. None: no pings."
+    )
+    ws_ping_timeout_s: float | None = Field(
+        default=20.0, description="A ping not answered within this closes the socket (1011)."
+    )
+    retry_after_s: int = Field(
+        default=5,
+        description="`Retry-After` (seconds) of 503 answers when the state store is down or full.",
+    )
 
     # -- field validation ------------------------------------------------------------------
     @field_validator("models", mode="before")
@@ -240,7 +280,14 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("max_gap_s", "first_event_dt_s", mode="before")
+    @field_validator(
+        "max_gap_s",
+        "first_event_dt_s",
+        "ws_idle_timeout_s",
+        "ws_ping_interval_s",
+        "ws_ping_timeout_s",
+        mode="before",
+    )
     @classmethod
     def _none_words(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "null", "off"):
@@ -261,6 +308,38 @@ class Settings(BaseSettings):
         minimum = 0 if info.field_name == "dedupe_window" else 1
         if value < minimum:
             raise ValueError(f"{info.field_name} must be >= {minimum}; got {value}")
+        return value
+
+    @field_validator(
+        "header_timeout_s",
+        "body_timeout_s",
+        "keep_alive_timeout_s",
+        "ws_send_timeout_s",
+        "ws_idle_timeout_s",
+        "ws_ping_interval_s",
+        "ws_ping_timeout_s",
+    )
+    @classmethod
+    def _timeout(cls, value: float | None, info: Any) -> float | None:
+        optional = info.field_name in (
+            "ws_idle_timeout_s",
+            "ws_ping_interval_s",
+            "ws_ping_timeout_s",
+        )
+        if value is None and optional:
+            return None
+        if value is None or not (value > 0 and value < float("inf")):
+            extra = " (or none)" if optional else ""
+            raise ValueError(
+                f"{info.field_name} must be a finite number of seconds > 0{extra}; got {value}"
+            )
+        return value
+
+    @field_validator("retry_after_s")
+    @classmethod
+    def _retry_after(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"retry_after_s must be >= 0; got {value}")
         return value
 
     @field_validator("max_delay_ms", "first_event_dt_s")

@@ -1,13 +1,20 @@
 """The state store as the engine uses it: every call timed in
 ``liquid_state_store_seconds{op}``, stored records decoded (an undecodable one is
-:class:`StateUnreadable`, never overwritten)."""
+:class:`StateUnreadable`, never overwritten), a store that refuses writes for want of memory
+reported as :class:`StoreFull` (never as an internal error), and :func:`accepts_writes`, the
+readiness probe of that condition."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.codec import CodecError, StreamRecord, decode_record
-from service.engine.errors import StateUnreadable
+from service.engine.errors import EngineError, StateUnreadable
 from service.metrics import Metrics
 from service.store.base import CasWrite, StateStore, Versioned
 
@@ -18,6 +25,31 @@ def read_record(stored: Versioned) -> StreamRecord:
         return decode_record(stored.payload)
     except CodecError as exc:
         raise StateUnreadable(f"stored state of stream is unreadable: {exc}") from exc
+
+
+# Written (with a 1 s TTL) by the readiness probe; the hash tag keeps it on one cluster slot.
+WRITE_PROBE_KEY = "liquid:probe:{readyz}"
+
+
+class StoreFull(EngineError, RuntimeError):  # noqa: N818
+    """The state store refuses writes: it is out of memory (Redis at ``maxmemory`` with the
+    ``noeviction`` policy). Nothing was written (503 ``store_full``)."""
+
+
+async def accepts_writes(store: Any) -> bool:
+    """Whether ``store`` takes a write now: ``False`` when a Redis store answers but refuses
+    writes (out of memory, a read-only replica). A store without a Redis client (the in-process
+    one) always does. Connection errors propagate (the caller's ping reports those)."""
+    client = getattr(store, "client", None)
+    if client is None:
+        return True
+    try:
+        await client.set(WRITE_PROBE_KEY, b"1", px=1000)
+    except (RedisConnectionError, RedisTimeoutError):
+        raise
+    except RedisError:  # OOM, READONLY: the server answers and says no
+        return False
+    return True
 
 
 class TimedStore:
@@ -45,6 +77,10 @@ class TimedStore:
         t0 = time.perf_counter()
         try:
             return await self._store.cas_many(writes)
+        except OutOfMemoryError as exc:
+            raise StoreFull(
+                "the state store is out of memory and refuses writes; nothing was applied"
+            ) from exc
         finally:
             self._observe("save", t0)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response
+from redis.exceptions import RedisError
 
+from service.engine.storage import accepts_writes
 from service.errors import JSONResponse
 from service.routes.deps import AppContext, Ctx
 from service.schemas import HealthOut, ReadyOut
@@ -37,18 +39,29 @@ async def store_answers(ctx: AppContext) -> bool:
     return ok
 
 
+async def store_takes_writes(ctx: AppContext) -> bool:
+    """False when the store answers but refuses writes (out of memory, read-only)."""
+    try:
+        return await asyncio.wait_for(accepts_writes(ctx.store), PING_TIMEOUT_S)
+    except (asyncio.TimeoutError, OSError, RedisError):
+        return False
+
+
 @router.get(
     "/readyz",
     summary="Readiness",
-    description="200 when the state store answers, the models are loaded and the engine runs; "
-    "503 otherwise (with the failing checks).",
+    description="200 when the state store answers and takes writes (a Redis out of memory "
+    "does not), the models are loaded and the engine runs; 503 otherwise (with the failing "
+    "checks).",
     response_model=ReadyOut,
     responses={503: {"model": ReadyOut, "description": "Not ready."}},
 )
 async def readyz(ctx: Ctx) -> Response:
     engine = ctx.engine
+    answers = await store_answers(ctx)
     checks = {
-        "store": await store_answers(ctx),
+        "store": answers,
+        "store_writable": answers and await store_takes_writes(ctx),
         "models": len(ctx.registry) > 0,
         "engine": engine is not None and engine.running and not ctx.closing,
     }

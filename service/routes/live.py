@@ -12,14 +12,22 @@ Protocol (JSON text frames):
   "prediction" | "results" ...}`` or ``{"type": "error", "request_id", "status", "error"}``;
   the socket stays open. (The prediction also arrives on the live feed, as any other.)
 
+Only text frames are read: a binary frame closes the socket with 1003 (unsupported data)
+until a binary format exists. An event that fails for the store (down: ``unavailable``; out of
+memory: ``store_full``) gets an error message with status 503 like any other error; the socket
+stays open.
+
 Close codes: 1008 policy violation (bad or missing key, invalid stream id, unknown model; the
-reason names it), 1013 try again later (the service is starting or stopping), 1001 going away
-(the service shuts down), 1011 internal error. Under uvicorn a shutdown closes sockets with
+reason names it; or the client stopped reading: a message not taken within
+``ws_send_timeout_s``), 1003 a binary frame, 1000 idle (nothing either way for
+``ws_idle_timeout_s``), 1013 try again later (the service is starting or stopping), 1001 going
+away (the service shuts down), 1011 internal error. Under uvicorn a shutdown closes sockets with
 1012 (service restart) before the app is told.
 
 A subscriber's buffer holds ``live_buffer`` messages; when a client reads slower than
 predictions arrive, the oldest are dropped (``liquid_live_messages_dropped_total``), so a
-stalled client costs bounded memory.
+stalled client costs bounded memory; one that takes nothing for ``ws_send_timeout_s`` is cut
+off (``liquid_live_send_timeouts_total``).
 """
 
 from __future__ import annotations
@@ -35,8 +43,8 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.engine import EngineError
-from service.errors import ApiError, ErrorCode, error_body
+from service.errors import ApiError, ErrorCode
+from service.failures import failure_error
 from service.keys import live_channel
 from service.models import ServedModel
 from service.routes.deps import AppContext, parse_json_bytes, served_model, valid_stream_id
@@ -48,11 +56,19 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 SUBSCRIBE_TIMEOUT_S = 5.0
-POLICY_VIOLATION = 1008
+NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
+POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
-CLOSE_REASONS = {GOING_AWAY: "server shutting down", TRY_AGAIN_LATER: "live feed unavailable"}
+CLOSE_REASONS = {
+    GOING_AWAY: "server shutting down",
+    TRY_AGAIN_LATER: "live feed unavailable",
+    UNSUPPORTED_DATA: "binary frames are not supported; send JSON text frames",
+}
+
+Close = tuple[int, str]  # a close code and its reason
 
 
 class SessionState(enum.Enum):
@@ -108,8 +124,16 @@ def _request_id(body: Any) -> Any:
     return rid
 
 
+class SendTimeout(Exception):  # noqa: N818
+    """The client did not take a message within ``ws_send_timeout_s`` (it stopped reading)."""
+
+
 class LiveSession:
-    """One accepted socket: forwards the stream's live feed and answers the client's events."""
+    """One accepted socket: forwards the stream's live feed and answers the client's events.
+
+    The session ends when the client leaves, sends a binary frame (1003), stops reading (a send
+    not taken within ``ws_send_timeout_s``: 1008), says and hears nothing for
+    ``ws_idle_timeout_s`` (1000), or when the service shuts down (1001)."""
 
     def __init__(
         self,
@@ -129,6 +153,7 @@ class LiveSession:
         self.state = SessionState.CONNECTING
         self._send_lock = asyncio.Lock()
         self._sub: Any = None
+        self._last_activity = time.monotonic()
         self.finished = asyncio.Event()
 
     def stop(self) -> None:
@@ -137,16 +162,24 @@ class LiveSession:
             self._sub.close()
 
     async def send(self, text: str) -> None:
+        timeout = self.ctx.settings.ws_send_timeout_s
         async with self._send_lock:
-            await self.ws.send_text(text)
+            try:
+                await asyncio.wait_for(self.ws.send_text(text), timeout)
+            except asyncio.TimeoutError:
+                raise SendTimeout(f"the client took no message for {timeout} s") from None
+        self._last_activity = time.monotonic()
 
     async def close(self, code: int, reason: str = "") -> None:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSING
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError, asyncio.TimeoutError):
             if self.ws.application_state is WebSocketState.CONNECTED:
-                await self.ws.close(code, reason[:120])
+                # a client that stopped reading takes no close frame either: bounded too
+                await asyncio.wait_for(
+                    self.ws.close(code, reason[:120]), self.ctx.settings.ws_send_timeout_s
+                )
         self.state = SessionState.CLOSED
 
     async def run(self) -> None:
@@ -157,51 +190,68 @@ class LiveSession:
         self._sub = sub
         ctx.metrics.websocket_connections.inc()
         ctx.sessions.add(self)
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[Any]] = []
         try:
             try:
-                close_code = await self._serve(sub, tasks)
+                close = await self._serve(sub, tasks)
             finally:
                 for task in tasks:
                     task.cancel()
                 sub.close()
                 ctx.sessions.discard(self)
                 ctx.metrics.websocket_connections.dec()
-            if close_code is not None:
-                await self.close(close_code, CLOSE_REASONS.get(close_code, "internal error"))
+            if close is not None:
+                await self.close(*close)
         finally:
             self.state = SessionState.CLOSED
             self.finished.set()
 
-    async def _serve(self, sub: Any, tasks: list[asyncio.Task[None]]) -> int | None:
-        """Run the session; the close code to send (None: the client left)."""
+    async def _serve(self, sub: Any, tasks: list[asyncio.Task[Any]]) -> Close | None:
+        """Run the session; the close code and reason to send (None: the client left)."""
         try:
             await asyncio.wait_for(sub.ready(), SUBSCRIBE_TIMEOUT_S)
         except asyncio.TimeoutError:
-            return TRY_AGAIN_LATER
+            return TRY_AGAIN_LATER, CLOSE_REASONS[TRY_AGAIN_LATER]
         self.state = SessionState.LIVE
         hello = {"type": "subscribed", "stream_id": self.stream_id, "model": self.served.name}
         try:
             await self.send(json.dumps(hello))
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            return None  # the client left already
+        except (WebSocketDisconnect, OSError, RuntimeError, SendTimeout):
+            return None  # the client left already (or never reads)
         forward = asyncio.create_task(self._forward(sub))
         receive = asyncio.create_task(self._receive())
         tasks += [forward, receive]
-        done, pending = await asyncio.wait({forward, receive}, return_when=asyncio.FIRST_COMPLETED)
+        idle_s = self.ctx.settings.ws_idle_timeout_s
+        idle = asyncio.create_task(self._idle(idle_s)) if idle_s is not None else None
+        if idle is not None:
+            tasks.append(idle)
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
         for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, SendTimeout):
                 await task
         for task in done:
             exc = task.exception()
+            if isinstance(exc, SendTimeout):
+                self.ctx.metrics.live_send_timeouts.inc()
+                return POLICY_VIOLATION, "send timeout: the client does not read"
             if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError)):
                 log.error("live session failed", exc_info=exc)
-                return INTERNAL_ERROR
-        if forward in done and receive not in done:
-            return GOING_AWAY  # the feed ended: the service is shutting down
-        return None
+                return INTERNAL_ERROR, "internal error"
+        if receive in done:
+            return receive.result()  # None: the client left
+        if idle is not None and idle in done:
+            return NORMAL_CLOSURE, "idle timeout"
+        return GOING_AWAY, CLOSE_REASONS[GOING_AWAY]  # the feed ended: the service shuts down
+
+    async def _idle(self, idle_s: float) -> None:
+        """Return once nothing was sent or received for ``idle_s`` seconds."""
+        while True:
+            left = self._last_activity + idle_s - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
 
     async def _forward(self, sub: Any) -> None:
         async for raw in sub:
@@ -209,15 +259,19 @@ class LiveSession:
             if text is not None:
                 await self.send(text)
 
-    async def _receive(self) -> None:
+    async def _receive(self) -> Close | None:
+        """Answer the client's text frames; the close to send when it breaks the protocol
+        (a binary frame), ``None`` when it leaves."""
         limit = self.ctx.settings.max_body_bytes
         while True:
             message = await self.ws.receive()
+            self._last_activity = time.monotonic()
             if message["type"] == "websocket.disconnect":
-                return
+                return None
             data = message.get("text")
-            raw = data.encode("utf-8") if data is not None else message.get("bytes") or b""
-            await self._answer(raw, limit)
+            if data is None:
+                return UNSUPPORTED_DATA, CLOSE_REASONS[UNSUPPORTED_DATA]
+            await self._answer(data.encode("utf-8"), limit)
 
     async def _answer(self, raw: bytes, limit: int) -> None:
         received_at = time.time()
@@ -236,13 +290,13 @@ class LiveSession:
             )
         except ApiError as exc:
             reply = {"type": "error", "request_id": rid, "status": exc.status, **exc.body()}
-        except EngineError as exc:
-            reply = {
-                "type": "error",
-                "request_id": rid,
-                "status": 503,
-                **error_body(ErrorCode.UNAVAILABLE, str(exc)),
-            }
+        except Exception as exc:
+            # the store down or full, the engine stopping: an error for this event, the
+            # socket stays open
+            err = failure_error(exc, self.ctx.settings.retry_after_s)
+            if err is None:
+                raise
+            reply = {"type": "error", "request_id": rid, "status": err.status, **err.body()}
         else:
             if "error" in payload:
                 reply = {"type": "error", "request_id": rid, "status": status, **payload}

@@ -14,6 +14,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from service.app import create_app
+from tests.redis_process import private_redis
 from tests.service_api.conftest import make_client, metric_value
 
 T0 = 1_714_564_800.0
@@ -105,10 +106,23 @@ def test_events_sent_on_the_socket_are_answered(client: Any) -> None:
         assert err["error"]["code"] == "out_of_order"
         ws.send_text(json.dumps({"t": T0 + 3, "x": [1, 2, 3], "request_id": {"no": 1}}))
         assert ws.receive_json()["error"]["code"] == "invalid_event"
-        ws.send_bytes(json.dumps({"t": T0 + 4, "x": [1, 2, 3], "request_id": "r5"}).encode())
+        ws.send_text(json.dumps({"t": T0 + 4, "x": [1, 2, 3], "request_id": "r5"}))
         replies, _ = _collect(ws, 2)
         assert replies["r5"]["prediction"]["count"] == 4
     assert client.get("/v1/streams/ws1").json()["count"] == 4
+
+
+def test_a_binary_frame_closes_with_unsupported_data_and_is_not_applied(client: Any) -> None:
+    with (  # noqa: PT012
+        pytest.raises(WebSocketDisconnect) as info,
+        client.websocket_connect("/v1/streams/bin/live") as ws,
+    ):
+        ws.receive_json()
+        ws.send_bytes(json.dumps({"t": T0, "x": [1, 2, 3], "request_id": "b"}).encode())
+        ws.receive_json()
+    assert info.value.code == 1003
+    assert "binary frames are not supported" in info.value.reason
+    assert client.get("/v1/streams/bin").status_code == 404
 
 
 def test_oversized_socket_message_is_refused(make_settings: Any) -> None:
@@ -268,3 +282,32 @@ async def test_shutdown_closes_sockets_with_going_away(make_settings: Any) -> No
     closes = [m for m in sock.sent if m["type"] == "websocket.close"]
     assert closes
     assert closes[0]["code"] == 1001
+
+
+@pytest.mark.integration
+def test_an_event_sent_while_redis_is_down_gets_an_error_and_the_socket_stays_open(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    with private_redis(tmp_path) as server:
+        app = create_app(make_settings(redis_url=server.url, retry_after_s=3))
+        with make_client(app) as c, c.websocket_connect("/v1/streams/down/live") as ws:
+            assert ws.receive_json()["type"] == "subscribed"
+            server.stop()
+            ws.send_text(json.dumps({"t": T0, "x": [1, 2, 3], "request_id": "while-down"}))
+            reply = ws.receive_json()
+            assert reply["type"] == "error"
+            assert reply["request_id"] == "while-down"
+            assert reply["status"] == 503
+            assert reply["error"]["code"] == "unavailable"
+            r = c.post("/v1/streams/down/events", json={"t": T0, "x": [1, 2, 3]})
+            assert r.status_code == 503
+            assert r.headers["retry-after"] == "3"
+            assert r.json()["error"]["code"] == "unavailable"
+            server.start()  # same port, empty
+            ws.send_text(json.dumps({"t": T0, "x": [1, 2, 3], "request_id": "back"}))
+            reply = ws.receive_json()
+            while reply["type"] == "prediction":  # the live feed may come first
+                reply = ws.receive_json()
+            assert reply["request_id"] == "back"
+            assert reply["status"] == 200
+            assert reply["prediction"]["count"] == 1

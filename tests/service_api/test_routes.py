@@ -223,7 +223,7 @@ def test_health_readiness_and_metrics(client: Any) -> None:
     assert r.status_code == 200
     assert r.json() == {
         "status": "ready",
-        "checks": {"store": True, "models": True, "engine": True},
+        "checks": {"store": True, "store_writable": True, "models": True, "engine": True},
     }
     r = client.get("/metrics")
     assert r.headers["content-type"].startswith("text/plain")
