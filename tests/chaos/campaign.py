@@ -40,6 +40,7 @@ class Result:
             "5xx": t.status_5xx,
             "503": t.status_503,
             "4xx": sum(t.status_4xx.values()),
+            "duplicates": sum(a.duplicate for acks in self.ledger.acks.values() for a in acks),
             "transport errors": t.transport_errors,
             "requests": t.requests,
             "unresolved": sum(len(v) for v in self.ledger.unresolved.values()),
@@ -110,6 +111,7 @@ COLUMNS = (
     "503",
     "4xx",
     "transport errors",
+    "duplicates",
     "unresolved",
     "max drift",
 )
@@ -124,6 +126,7 @@ def markdown_table(results: Sequence[Result]) -> str:
     lines.append(
         f"lost, doubled, corrupt: events / events / streams; max drift: largest |service − "
         f"offline replay| over every acknowledged prediction and final state (tolerance "
-        f"{TOLERANCE:.0e}); 5xx excludes 503."
+        f"{TOLERANCE:.0e}); 5xx excludes 503; duplicates: retries answered with the original "
+        "prediction."
     )
     return "\n".join(lines)
