@@ -78,6 +78,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         first_event_dt_s=settings.first_event_dt_s,
         dedupe_window=settings.dedupe_window,
         max_abs_input=settings.max_abs_input,
+        max_abs_input=settings.max_abs_input,
         device=settings.resolved_device(),
         max_cas_retries=settings.max_cas_retries,
         active_window_s=settings.active_window_s,
@@ -111,6 +112,7 @@ def create_app(
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     if registry is None:
         registry = ModelRegistry.load(settings.models)
+    registry = registry.with_input_limit(settings.max_abs_input)
     registry = registry.with_input_limit(settings.max_abs_input)
     metrics = Metrics()
     ctx = AppContext(

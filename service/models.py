@@ -8,9 +8,10 @@ box.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,13 @@ class ModelRegistry:
 
     def all(self) -> list[ServedModel]:
         return list(self._served.values())
+
+    def with_input_limit(self, max_abs: float) -> ModelRegistry:
+        """The same models, refusing feature values beyond ``max_abs`` in magnitude."""
+        limited = copy.copy(self)
+        limited._served = {
+            name: replace(e, features=replace(e.features, max_abs=max_abs))
+            for name, e in self._served.items()
+        }
+        limited._default = limited._served[self._default.name]
+        return limited

@@ -119,15 +119,17 @@ def rfc3339(t: float) -> str:
 # -- features --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What a model takes as ``x``: its size and, when it names them, the feature names."""
+    """What a model takes as ``x``: its size, the feature names when it names them, and the
+    largest magnitude a feature may have (``max_abs``; beyond it: ``value_out_of_range``)."""
 
     size: int
     names: tuple[str, ...] | None = None
+    max_abs: float = FLOAT32_MAX
 
     @classmethod
-    def of(cls, model: Any) -> FeatureSpec:
+    def of(cls, model: Any, max_abs: float = FLOAT32_MAX) -> FeatureSpec:
         names = getattr(model, "feature_names", None)
-        return cls(int(model.input_size), tuple(names) if names else None)
+        return cls(int(model.input_size), tuple(names) if names else None, max_abs)
 
 
 def _number(value: Any, field: str) -> float:
@@ -154,6 +156,19 @@ def parse_number(value: Any, field: str) -> float:
     return _number(value, field)
 
 
+def _feature(value: Any, field: str, max_abs: float) -> float:
+    number = _number(value, field)
+    if abs(number) > max_abs:
+        raise FieldError(
+            ErrorCode.VALUE_OUT_OF_RANGE,
+            f"{field} is {number:g}; features must be at most {max_abs:g} in magnitude (the "
+            "service's max_abs_input: values this far out only drive a model out of range)",
+            field,
+            max_abs=max_abs,
+        )
+    return number
+
+
 def parse_features(value: Any, spec: FeatureSpec, field: str = "x") -> tuple[float, ...]:
     """``x`` as a list in model order or a ``{name: value}`` object -> values in model order."""
     if isinstance(value, list):
@@ -166,7 +181,7 @@ def parse_features(value: Any, spec: FeatureSpec, field: str = "x") -> tuple[flo
                 expected=spec.size,
                 got=len(value),
             )
-        return tuple(_number(v, f"{field}[{i}]") for i, v in enumerate(value))
+        return tuple(_feature(v, f"{field}[{i}]", spec.max_abs) for i, v in enumerate(value))
     if isinstance(value, dict):
         if spec.names is None:
             raise FieldError(
@@ -194,7 +209,7 @@ def parse_features(value: Any, spec: FeatureSpec, field: str = "x") -> tuple[flo
                 missing=missing,
                 expected=list(spec.names),
             )
-        return tuple(_number(value[n], f"{field}.{n}") for n in spec.names)
+        return tuple(_feature(value[n], f"{field}.{n}", spec.max_abs) for n in spec.names)
     raise FieldError(
         ErrorCode.INVALID_EVENT,
         f"{field} must be a list of {spec.size} numbers"

@@ -16,6 +16,9 @@ order, :func:`plan_stream` decides per event (DESIGN §4):
      The stream restarts: event count, creation time and dedupe window start afresh.
    - a gap ``t - last_t > max_gap_s``: the state is re-initialised before the step, Δt =
      ``first_dt``, reason ``"gap"``. The stream goes on: count and dedupe window are kept.
+4. **Non-finite**: the engine refuses an event whose step would store a non-finite state or
+   answer a non-finite output, and plans the stream again with that event left out
+   (``refused``); see :class:`NonFinite`.
 
 Expiry is decided here rather than by the key disappearing: the store keeps an idle record for
 a grace period after ``ttl_s`` so that the next event can report ``"expired"``; once the key
@@ -27,7 +30,7 @@ itself is gone the next event is a ``"first_event"``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -92,7 +95,15 @@ class OutOfOrder:
     last_t: float
 
 
-Outcome = Step | Duplicate | OutOfOrder
+@dataclass(frozen=True, slots=True)
+class NonFinite:
+    """Event ``index`` was refused: its step made the state or outputs non-finite (the engine
+    found that, then planned the stream again as if the event had never been sent)."""
+
+    index: int
+
+
+Outcome = Step | Duplicate | OutOfOrder | NonFinite
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +151,15 @@ def last_n(items: Sequence[T], n: int) -> tuple[T, ...]:
 
 
 def plan_stream(
-    record: StreamRecord | None, events: Sequence[Incoming], policy: Policy, now: float
+    record: StreamRecord | None,
+    events: Sequence[Incoming],
+    policy: Policy,
+    now: float,
+    refused: Collection[int] = frozenset(),
 ) -> Plan:
-    """Decide every event of one stream (see the module docstring)."""
+    """Decide every event of one stream (see the module docstring). ``refused``: indices of
+    events whose step went non-finite; each is answered :class:`NonFinite` and the others are
+    decided as if it had never been sent."""
     restart = restart_reason(record, policy, now)
     base = record if restart is None else None
     window = max(0, policy.dedupe_window)
@@ -155,6 +172,9 @@ def plan_stream(
     outcomes: list[Outcome] = []
     steps: list[Step] = []
     for i, ev in enumerate(events):
+        if i in refused:
+            outcomes.append(NonFinite(i))
+            continue
         if ev.event_id is not None and ev.event_id in seen:
             ref = seen[ev.event_id]
             if isinstance(ref, int):

@@ -26,6 +26,8 @@ class EngineConfig:
     expiry_grace_s: float = 3600.0  # an expired record is kept this long to report "expired"
     max_queue: int = 65536  # events waiting; submit waits while the queue is full
     publish_live: bool = True
+    # Features beyond this magnitude are refused (the API answers 422 value_out_of_range).
+    max_abs_input: float = 1e15
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -53,6 +55,10 @@ class EngineConfig:
         need(
             self.max_queue >= self.max_batch,
             f"max_queue must be >= max_batch ({self.max_batch}); got {self.max_queue}",
+        )
+        need(
+            self.max_abs_input > 0,
+            f"max_abs_input must be > 0 (inf: only the float32 range); got {self.max_abs_input}",
         )
         need(bool(self.device), "device must be 'cpu', 'cuda', 'cuda:N' or 'auto'")
 

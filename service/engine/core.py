@@ -8,6 +8,8 @@ One batch (:meth:`Engine._process`), as DESIGN §2 draws it::
       -> one model.forward per served model over all its streams (padded with mask, resets
          mid-sequence via reset), in torch.inference_mode on the engine's single worker thread
          (service.engine.compute)
+      -> refuse any event whose step went non-finite and recompute its stream without it
+         (service.engine.guard): no non-finite state is ever committed
       -> compare-and-set every changed record (one pipelined round trip)
       -> resolve the waiting futures of the streams that committed; reload and recompute only
          the streams that lost a CAS race (counted in liquid_state_conflicts_total)
@@ -28,6 +30,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from service.batcher import Batcher, BatcherClosed, Pending, group_by_stream
 from service.codec import StreamRecord, encode_record, floats_to_f32
 from service.engine.activity import ActiveStreams
@@ -35,6 +39,7 @@ from service.engine.admin import StreamAdmin
 from service.engine.compute import DeviceExecutor, ModelCall, Row
 from service.engine.config import EngineConfig
 from service.engine.errors import EngineStopped, StateConflict, StateUnreadable
+from service.engine.guard import finite_row, first_non_finite_step
 from service.engine.publish import LivePublisher, prediction_message
 from service.engine.results import count_outcome, results_of
 from service.engine.served import ServableModel, ServedModels
@@ -78,6 +83,9 @@ class _Work:
     outputs: list[tuple[float, ...]] = field(default_factory=list)
     h: bytes = b""
     x: bytes = b""
+    finite: bool = True  # the computed outputs and final state are all finite
+    ys: np.ndarray | None = None  # kept only when not finite: [n, O] outputs of the steps
+    refused: frozenset[int] = frozenset()  # events whose step went non-finite
 
     def event(self, index: int) -> Event:
         return self.pending[index].item.event
@@ -211,7 +219,7 @@ class Engine:
             raise EngineStopped("the engine is not running")
         jobs = []
         for ev in events:
-            check_event(ev, model_name, model.input_size)
+            check_event(ev, model_name, model.input_size, self.config.max_abs_input)
             jobs.append(_Job(tenant, model_name, ev, state_key(tenant, model_name, ev.stream_id)))
         if not jobs:
             return []
@@ -281,9 +289,11 @@ class Engine:
             plan = plan_stream(record, incoming, self._served.policy(model_name), now)
             version = stored.version if stored else 0
             works.append(_Work(key, pending, model_name, record, version, plan, incoming))
-        writing = [w for w in works if w.plan.writes]
-        if writing:
-            await self._compute(writing)
+        computing = [w for w in works if w.plan.writes]
+        if computing:
+            await self._compute(computing)
+            await self._refuse_non_finite(computing, now)
+        writing = [w for w in works if w.plan.writes]  # a stream may have lost all its steps
         writes = []
         for w in writing:
             policy = self._served.policy(w.model_name)
@@ -323,6 +333,27 @@ class Engine:
             if not fut.done():
                 fut.set_result(result)
 
+    async def _refuse_non_finite(self, works: list[_Work], now: float) -> None:
+        """Never commit a non-finite state or answer a non-finite output: in each stream whose
+        computed row is not finite, refuse the event whose step went non-finite, plan the
+        stream again without it and recompute, until every row is finite (each round refuses
+        at least one more event, so this ends)."""
+        bad = [w for w in works if not w.finite]
+        while bad:
+            for w in bad:
+                model = self._served.get(w.model_name)
+                assert w.ys is not None
+                j = await first_non_finite_step(self._executor, model, w.row(), w.ys)
+                index = w.plan.steps[j].index
+                log.info("%s: batch event %d refused: its step went non-finite", w.key, index)
+                w.refused = w.refused | {index}
+                policy = self._served.policy(w.model_name)
+                w.plan = plan_stream(w.record, w.incoming, policy, now, w.refused)
+            redo = [w for w in bad if w.plan.writes]
+            if redo:
+                await self._compute(redo)
+            bad = [w for w in redo if not w.finite]
+
     async def _compute(self, works: list[_Work]) -> None:
         """Run every stream's planned steps: one ``model.forward`` per model, on the worker
         thread; store each stream's outputs, final state and last input on its work."""
@@ -334,8 +365,11 @@ class Engine:
         ]
         results = await self._executor.forward(calls)
         for ws, (ys, hs) in zip(by_model.values(), results, strict=True):
+            all_finite = finite_row(ys, hs)  # one check for the whole call in the common case
             for b, w in enumerate(ws):
                 n = len(w.plan.steps)
                 w.outputs = [tuple(row) for row in ys[b, :n].tolist()]
                 w.h = hs[b].tobytes()
                 w.x = floats_to_f32(w.event(w.plan.steps[-1].index).x)
+                w.finite = all_finite or finite_row(ys[b, :n], hs[b])
+                w.ys = None if w.finite else ys[b, :n].copy()

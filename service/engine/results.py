@@ -2,6 +2,7 @@
 outcomes (``service.stream_semantics``) with the computed outputs become one
 :class:`Prediction` or :class:`Rejection` per event.
 
+An event whose step went non-finite is a 422 ``non_finite_state`` rejection.
 A duplicate gets the original prediction (its time, Δt, outputs, reset and count) marked
 ``duplicate`` with its own event id: from the stored dedupe window, or from the step earlier in
 the same batch that it repeats.
@@ -14,7 +15,14 @@ from collections.abc import Sequence
 
 from service.engine.types import Event, EventResult, Prediction, Rejection
 from service.metrics import Metrics
-from service.stream_semantics import RESET_REASONS, Duplicate, Outcome, OutOfOrder, Step
+from service.stream_semantics import (
+    RESET_REASONS,
+    Duplicate,
+    NonFinite,
+    Outcome,
+    OutOfOrder,
+    Step,
+)
 
 
 def results_of(
@@ -64,6 +72,18 @@ def results_of(
                 assert outcome.of_index is not None
                 first = steps[outcome.of_index]
                 result = dataclasses.replace(first, duplicate=True, event_id=ev.event_id)
+        elif isinstance(outcome, NonFinite):
+            result = Rejection(
+                stream_id=ev.stream_id,
+                code="non_finite_state",
+                message=(
+                    "applying this event would leave the model's state or outputs non-finite "
+                    "(NaN or infinite; an input far outside what the model was trained on?); it "
+                    "was not applied and the stream keeps its state"
+                ),
+                last_t=None,
+                event_id=ev.event_id,
+            )
         else:
             assert isinstance(outcome, OutOfOrder)
             result = Rejection(
@@ -91,5 +111,7 @@ def count_outcome(metrics: Metrics, outcome: Outcome) -> None:
             metrics.events.labels(outcome="applied").inc()
     elif isinstance(outcome, Duplicate):
         metrics.events.labels(outcome="duplicate").inc()
+    elif isinstance(outcome, NonFinite):
+        metrics.events.labels(outcome="rejected").inc()
     else:
         metrics.events.labels(outcome="out_of_order").inc()

@@ -42,10 +42,12 @@ class Prediction:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """An event that was not applied; the stream's state is untouched by it."""
+
     stream_id: str
-    code: str  # "out_of_order"
+    code: str  # "out_of_order" (409) | "non_finite_state" (422)
     message: str
-    last_t: float
+    last_t: float | None  # the stream's last applied event time (out of order)
     event_id: str | None
 
 
@@ -86,11 +88,14 @@ def all_finite(values: Iterable[float]) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
-def check_event(ev: Event, model_name: str, input_size: int) -> None:
-    """Raise :class:`InvalidEvent` unless ``ev`` fits the model (the API checks this first)."""
+def check_event(ev: Event, model_name: str, input_size: int, max_abs_input: float) -> None:
+    """Raise :class:`InvalidEvent` unless ``ev`` fits the model and every feature is at most
+    ``max_abs_input`` in magnitude (the API checks this first, naming the field)."""
     if len(ev.x) != input_size:
         raise InvalidEvent(
             f"event has {len(ev.x)} features; model {model_name!r} takes {input_size}"
         )
     if not (math.isfinite(ev.t) and all_finite(ev.x)):
         raise InvalidEvent("event time and features must be finite numbers")
+    if any(abs(v) > max_abs_input for v in ev.x):
+        raise InvalidEvent(f"features must be at most {max_abs_input:g} in magnitude")

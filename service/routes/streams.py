@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.engine import Event, EventResult, Rejection
-from service.errors import ApiError, ErrorCode, JSONResponse
+from service.errors import STATUS, ApiError, ErrorCode, JSONResponse
 from service.models import ServedModel
 from service.routes.deps import (
     AppContext,
@@ -183,7 +183,7 @@ async def apply_events(
             tenant, served.name, [Event(stream_id, one.t, one.x, one.id, received_at)]
         )
         if isinstance(result, Rejection):
-            return 409, {"error": rejection_error(result)}
+            return STATUS[ErrorCode(result.code)], {"error": rejection_error(result)}
         return 200, prediction_json(ctx, result)
     check_count(ctx, len(items))
     parsed = parse_batch(items, served.features)
@@ -197,12 +197,13 @@ async def apply_events(
     summary="Apply events to a stream",
     description=(
         "Apply one event, or several of one stream in time order, and return a prediction per "
-        "event. A single event answers with the prediction (200) or an `out_of_order` error "
-        "(409). A list answers 200 with a result per event, each with its own `status` (200 or "
-        "409). Every event is validated before any is applied: one invalid event fails the "
-        "request (4xx) and leaves the stream untouched. A retried event (same `id`) is answered "
-        "with its original prediction, marked `duplicate`. A 200 means the new state is "
-        "committed."
+        "event. A single event answers with the prediction (200), an `out_of_order` error "
+        "(409) or a `non_finite_state` error (422: its step would make the state non-finite; "
+        "not applied). A list answers 200 with a result per event, each with its own `status` "
+        "(200, 409 or 422). Every event is validated before any is applied: one invalid event "
+        "fails the request (4xx) and leaves the stream untouched. A retried event (same `id`) "
+        "is answered with its original prediction, marked `duplicate`. A 200 means the new "
+        "state is committed."
     ),
     response_model=PredictionOut | BatchResultsOut,
     responses={
@@ -242,7 +243,7 @@ def batch_results(
                     {
                         "index": index,
                         "stream_id": stream_id,
-                        "status": 409,
+                        "status": STATUS[ErrorCode(result.code)],
                         "prediction": None,
                         "error": rejection_error(result),
                     },

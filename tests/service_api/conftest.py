@@ -91,6 +91,14 @@ def make_client(app: Any) -> Any:
     return TestClient(app)
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings selecting the in-process store or the harness's Redis (tests run on both)."""
+    if request.param == "redis":
+        return {"redis_url": request.getfixturevalue("redis_url")}
+    return {}
+
+
 @pytest.fixture
 def client(make_settings: Any) -> Iterator[Any]:
     with make_client(create_app(make_settings())) as c:

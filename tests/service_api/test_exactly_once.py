@@ -21,11 +21,10 @@ X = [20.0, 0.1, 1000.0]
 WINDOW = 32
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def api(request: pytest.FixtureRequest, make_settings: Any) -> Iterator[Any]:
-    """A client of an app on the embedded store or on the harness's Redis."""
-    extra = {"redis_url": request.getfixturevalue("redis_url")} if request.param == "redis" else {}
-    with make_client(create_app(make_settings(**extra))) as c:
+@pytest.fixture
+def api(make_settings: Any, store_settings: dict[str, Any]) -> Iterator[Any]:
+    """A client of an app on the in-process store or on the harness's Redis."""
+    with make_client(create_app(make_settings(**store_settings))) as c:
         yield c
 
 
