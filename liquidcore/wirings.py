@@ -8,8 +8,8 @@ Given the same arguments, seed and input dimension, ``FullyConnected``, ``Random
 ``AutoNCP`` give exactly the matrices of ncps 1.0.1: they replay its numpy random streams call
 for call, each wiring on its own generator (never numpy's global one), and the stream drawn in
 ``__init__`` continues into ``build``. Unlike ncps, ``build`` is idempotent, configs round-trip to
-the same class (``get_config`` / ``wiring_from_config``), and ``wiring_from_ncps`` converts an
-ncps wiring object.
+the same class (``get_config`` / ``wiring_from_config``); ncps wiring objects convert with
+:func:`liquidcore.compat.ncps_wirings.wiring_from_ncps`.
 
 Neuron ids follow ncps: the first ``output_dim`` units are the motor neurons; in an NCP they are
 followed by the command neurons, then the inter neurons.
@@ -279,16 +279,6 @@ class Wiring:
         shape = (args["input_dim"], wiring.units)
         wiring.sensory_adjacency_matrix = _polarity_matrix(sensory, shape, "sensory adjacency")
         return wiring
-
-    @classmethod
-    def from_ncps(cls: type[_W], wiring: Any, *, seed: int | None = None) -> _W:
-        """Convert an ncps wiring object (see :func:`wiring_from_ncps`); it must map to ``cls``."""
-        ours = wiring_from_ncps(wiring, seed=seed)
-        if not isinstance(ours, cls):
-            raise ValueError(
-                f"{type(wiring).__name__} converts to {type(ours).__name__}, not a {cls.__name__}"
-            )
-        return ours
 
 
 def _check_keys(cls: type[Wiring], args: Mapping[str, Any], required: set[str]) -> None:
@@ -627,79 +617,3 @@ def wiring_from_config(config: Mapping[str, Any]) -> Wiring:
     if cls is None:
         raise ValueError(f"unknown wiring type {kind!r}; valid types are {sorted(WIRINGS)}")
     return cls._from_args(args)
-
-
-def _ncps_ncp_seed(wiring: Any) -> int:
-    """The seed of an ncps NCP, which does not store it: read it off an unused generator."""
-    state = wiring._rng.get_state(legacy=False)["state"]
-    # An MT19937 seeded with an int and not drawn from yet has pos == 624 and the seed as its
-    # first key word (numpy's init_genrand); the rest of the key confirms it.
-    if state["pos"] == 624:
-        candidate = int(state["key"][0])
-        fresh = np.random.RandomState(candidate).get_state(legacy=False)["state"]
-        if np.array_equal(fresh["key"], state["key"]):
-            return candidate
-    return 22222  # ncps's default; the matrix check in wiring_from_ncps catches a wrong guess
-
-
-def wiring_from_ncps(wiring: Any, *, seed: int | None = None) -> Wiring:
-    """Convert an ncps 1.0.1 wiring object (built or not) into the same class of ours.
-
-    Parameters are read from its private attributes and the wiring regenerated; its matrices
-    must equal ncps's, else ``ValueError`` (an ncps wiring built twice or edited by hand).
-    ``seed`` is only for ``ncps.wirings.NCP``, which does not store its seed: it is recovered
-    from an unbuilt one, and a built one with a seed other than 22222 needs it passed.
-    """
-    from ncps import wirings as nw  # ncps is a dev dependency, needed only here
-
-    kind = type(wiring)
-    if seed is not None and kind is not nw.NCP:
-        raise ValueError("seed= is only needed for ncps.wirings.NCP, which does not store it")
-    ours: Wiring
-    if kind is nw.Wiring:
-        return Wiring._from_args(
-            {
-                "units": wiring.units,
-                "output_dim": wiring.output_dim,
-                "input_dim": wiring.input_dim,
-                "adjacency_matrix": wiring.adjacency_matrix,
-                "sensory_adjacency_matrix": wiring.sensory_adjacency_matrix,
-            }
-        )
-    if kind is nw.FullyConnected:
-        ours = FullyConnected(
-            wiring.units, wiring.output_dim, wiring._erev_init_seed, wiring.self_connections
-        )
-    elif kind is nw.Random:
-        ours = Random(wiring.units, wiring.output_dim, wiring.sparsity_level, wiring._random_seed)
-    elif kind is nw.AutoNCP:
-        ours = AutoNCP(wiring.units, wiring._output_size, wiring._sparsity_level, wiring._seed)
-    elif kind is nw.NCP:
-        ours = NCP(
-            wiring._num_inter_neurons,
-            wiring._num_command_neurons,
-            wiring._num_motor_neurons,
-            wiring._sensory_fanout,
-            wiring._inter_fanout,
-            wiring._recurrent_command_synapses,
-            wiring._motor_fanin,
-            seed=_ncps_ncp_seed(wiring) if seed is None else seed,
-        )
-    else:
-        raise ValueError(
-            f"cannot convert {kind.__module__}.{kind.__qualname__}; expected an ncps.wirings "
-            "Wiring, FullyConnected, Random, NCP or AutoNCP"
-        )
-    if wiring.input_dim is not None:
-        ours.build(wiring.input_dim)
-    same = np.array_equal(ours.adjacency_matrix, wiring.adjacency_matrix) and (
-        ours.sensory_adjacency_matrix is None
-        or np.array_equal(ours.sensory_adjacency_matrix, wiring.sensory_adjacency_matrix)
-    )
-    if not same:
-        hint = " or pass seed= (ncps's NCP does not store its seed)" if kind is nw.NCP else ""
-        raise ValueError(
-            f"the ncps {kind.__name__}'s matrices differ from those its parameters generate: it "
-            f"was built more than once or edited with add_synapse{hint}"
-        )
-    return ours

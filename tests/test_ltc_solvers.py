@@ -13,7 +13,17 @@ import pytest
 import torch
 from torch import Tensor
 
-from liquidcore.functional import ltc as F
+from liquidcore.functional.ltc_fold import sparse_synapses
+from liquidcore.functional.ltc_fused import FusedSemiImplicit
+from liquidcore.functional.ltc_synapses import (
+    DenseSynapses,
+    SparseSynapses,
+    SynapseIndex,
+    Synapses,
+    currents,
+    synapse_index,
+)
+from liquidcore.functional.ltc_unroll import SOLVERS, euler, get_solver, rk4, semi_implicit
 
 DTYPES = [torch.float32, torch.float64]
 PATHS = ["dense", "sparse"]
@@ -21,7 +31,7 @@ PATHS = ["dense", "sparse"]
 
 def random_synapses(
     S: int, H: int, *, density: float, dtype: torch.dtype, seed: int, path: str, gain: float = 1.0
-) -> tuple[F.Synapses, F.DenseSynapses]:
+) -> tuple[Synapses, DenseSynapses]:
     """Random effective synapse parameters in ``path``'s form, and the dense form of the same."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.rand(S, H, generator=g) < density
@@ -30,20 +40,20 @@ def random_synapses(
     mu = torch.rand(S, H, generator=g) * 0.5 + 0.3
     w = (torch.rand(S, H, generator=g) + 0.001) * mask
     erev = torch.rand(S, H, generator=g) * 4 - 2
-    dense = F.DenseSynapses(*(t.to(dtype) for t in (sigma, mu, w, erev)))
+    dense = DenseSynapses(*(t.to(dtype) for t in (sigma, mu, w, erev)))
     if path == "dense":
         return dense, dense
     src, dst = torch.nonzero(mask, as_tuple=True)
-    idx = F.synapse_index(src, dst, S, H)
-    return F.sparse_synapses(*dense, idx), dense
+    idx = synapse_index(src, dst, S, H)
+    return sparse_synapses(*dense, idx), dense
 
 
-def pack(p: tuple[Tensor, ...], idx: F.SynapseIndex, path: str) -> F.Synapses:
+def pack(p: tuple[Tensor, ...], idx: SynapseIndex, path: str) -> Synapses:
     """``(sigma, mu, w, erev)`` ``[S, H]`` in ``path``'s form."""
     sigma, mu, w, erev = p
     if path == "sparse":
-        return F.sparse_synapses(sigma, mu, w, erev, idx)
-    return F.DenseSynapses(sigma, mu, w, erev)
+        return sparse_synapses(sigma, mu, w, erev, idx)
+    return DenseSynapses(sigma, mu, w, erev)
 
 
 def leak(H: int, dtype: torch.dtype, seed: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -68,23 +78,23 @@ def const_drive(
 
 
 def test_solver_table() -> None:
-    assert set(F.SOLVERS) == {"semi_implicit", "euler", "rk4"}
-    for name, fn in F.SOLVERS.items():
-        assert F.get_solver(name) is fn
+    assert set(SOLVERS) == {"semi_implicit", "euler", "rk4"}
+    for name, fn in SOLVERS.items():
+        assert get_solver(name) is fn
 
 
 def test_unknown_solver_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="semi_implicit, euler, rk4"):
-        F.get_solver("dopri5")
+        get_solver("dopri5")
 
 
 def test_bad_shapes_are_refused() -> None:
     syn, _ = random_synapses(3, 3, density=1.0, dtype=torch.float64, seed=0, path="dense")
     v0 = torch.zeros(3, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="dt"):
-        F.semi_implicit(v0, torch.zeros(1, 6, 2), torch.ones(1, 2), torch.ones(3), syn, 6)
+        semi_implicit(v0, torch.zeros(1, 6, 2), torch.ones(1, 2), torch.ones(3), syn, 6)
     with pytest.raises(ValueError, match="unfolds"):
-        F.euler(v0, torch.zeros(1, 6, 2), torch.ones(1, 1, 2), torch.ones(3), syn, 0)
+        euler(v0, torch.zeros(1, 6, 2), torch.ones(1, 1, 2), torch.ones(3), syn, 0)
 
 
 # --- analytic references -----------------------------------------------------------------------
@@ -95,14 +105,14 @@ def pure_leak(solver: str, unfolds: int, path: str) -> tuple[Tensor, Tensor]:
     H, B, T = 6, 3, 2
     dtype = torch.float64
     syn, dense = random_synapses(H, H, density=0.5, dtype=dtype, seed=1, path=path)
-    if isinstance(syn, F.SparseSynapses):
+    if isinstance(syn, SparseSynapses):
         syn = syn._replace(reduce_w=torch.zeros_like(syn.reduce_w))
     else:
         syn = dense._replace(w=torch.zeros_like(dense.w))
     gleak, vleak, cm = leak(H, dtype, 2)
     v0 = torch.randn(H, B, dtype=dtype, generator=torch.Generator().manual_seed(3))
     dt = torch.tensor([0.3, 1.0, 2.5], dtype=dtype).expand(T, 1, B).contiguous()
-    out = F.get_solver(solver)(v0, const_drive(gleak, vleak, T, B), dt, cm, syn, unfolds)
+    out = get_solver(solver)(v0, const_drive(gleak, vleak, T, B), dt, cm, syn, unfolds)
     t = dt.sum(0)  # total elapsed time per stream
     exact = vleak[:, None] + (v0 - vleak[:, None]) * torch.exp(-gleak[:, None] * t / cm[:, None])
     return out[-1], exact
@@ -143,18 +153,18 @@ def test_semi_implicit_with_a_huge_step_reaches_the_fixed_point(path: str) -> No
     sen, _ = random_synapses(S, H, density=0.6, dtype=dtype, seed=5, path="dense")
     gleak, vleak, cm = leak(H, dtype, 6)
     x = torch.randn(S, B, dtype=dtype, generator=torch.Generator().manual_seed(7))
-    drive = const_drive(gleak, vleak, 1, B, F.currents(x, sen))
+    drive = const_drive(gleak, vleak, 1, B, currents(x, sen))
     v = torch.zeros(H, B, dtype=dtype)
     dt = torch.full((1, 1, B), 1e6, dtype=dtype)
     for _ in range(200):
-        v = F.semi_implicit(v, drive, dt, cm, rec, 6)[-1]
-    z = F.currents(v, rec_dense) + drive[0]
+        v = semi_implicit(v, drive, dt, cm, rec, 6)[-1]
+    z = currents(v, rec_dense) + drive[0]
     residual = z[:H] - z[H:] * v
     assert float(residual.abs().max()) < 1e-10
     # and an explicit integration with small steps arrives at the same state
     u = torch.zeros(H, B, dtype=dtype)
     for _ in range(60):
-        u = F.rk4(u, drive, torch.full((1, 1, B), 1.0, dtype=dtype), cm, rec, 8)[-1]
+        u = rk4(u, drive, torch.full((1, 1, B), 1.0, dtype=dtype), cm, rec, 8)[-1]
     torch.testing.assert_close(u, v, rtol=0, atol=1e-8)
 
 
@@ -167,11 +177,11 @@ def test_semi_implicit_equals_ncps_formula() -> None:
     v0 = torch.randn(H, B, dtype=dtype)
     drive = const_drive(gleak, vleak, 1, B)
     dt = torch.rand(1, 1, B, dtype=dtype) + 0.2
-    got = F.semi_implicit(v0, drive, dt, cm, syn, U)[0]
+    got = semi_implicit(v0, drive, dt, cm, syn, U)[0]
     v = v0
     cm_t = cm[:, None] / (dt[0] / U)
     for _ in range(U):
-        z = F.currents(v, dense) + drive[0]
+        z = currents(v, dense) + drive[0]
         v = (cm_t * v + z[:H]) / (cm_t + z[H:])
     torch.testing.assert_close(got, v, rtol=0, atol=1e-13)
 
@@ -190,19 +200,19 @@ def test_zero_dt_and_zero_cm(dtype: torch.dtype, path: str) -> None:
     zero = torch.zeros(2, 1, B, dtype=dtype)
     # Δt = 0: unchanged, for cm > 0 and cm = 0 alike
     for c in (cm, torch.zeros_like(cm)):
-        out = F.semi_implicit(v0, drive, zero, c, syn, 6)
+        out = semi_implicit(v0, drive, zero, c, syn, 6)
         assert torch.equal(out[-1], v0)
     # cm = 0, Δt > 0: every sub-step is the algebraic v' = A(v)/Bd(v); finite
-    out = F.semi_implicit(v0, drive, torch.ones(2, 1, B, dtype=dtype), torch.zeros_like(cm), syn, 6)
+    out = semi_implicit(v0, drive, torch.ones(2, 1, B, dtype=dtype), torch.zeros_like(cm), syn, 6)
     assert torch.isfinite(out).all()
     for solver in ("euler", "rk4"):
-        assert torch.equal(F.get_solver(solver)(v0, drive, zero, cm, syn, 4)[-1], v0)
+        assert torch.equal(get_solver(solver)(v0, drive, zero, cm, syn, 4)[-1], v0)
 
 
 # --- gradients ----------------------------------------------------------------------------------
 
 
-def small_problem(path: str, requires_dt: bool = True) -> tuple[tuple[Tensor, ...], F.Synapses]:
+def small_problem(path: str, requires_dt: bool = True) -> tuple[tuple[Tensor, ...], Synapses]:
     H, B, T = 4, 3, 3
     dtype = torch.float64
     syn, _ = random_synapses(H, H, density=0.6, dtype=dtype, seed=12, path=path)
@@ -219,13 +229,13 @@ def test_gradcheck_fused_function(native_mode: str) -> None:
     """The analytic backward of the fused loop against finite differences, every input, on the
     torch path and on the native kernels."""
     (v0, drive, dt, cm), syn = small_problem("sparse")
-    assert isinstance(syn, F.SparseSynapses)
+    assert isinstance(syn, SparseSynapses)
     cu = (cm.detach()[:, None] * 2).requires_grad_()
     pair_w = syn.pair_w.detach().clone().requires_grad_()
     reduce_w = syn.reduce_w.detach().clone().requires_grad_()
 
     def fn(*args: Tensor) -> Tensor:
-        out = F._FusedSemiImplicit.apply(*args, syn.idx, 2)
+        out = FusedSemiImplicit.apply(*args, syn.idx, 2)
         assert isinstance(out, Tensor)
         return out
 
@@ -241,11 +251,11 @@ def test_gradcheck_solvers(solver: str, path: str) -> None:
     _, dense = random_synapses(H, H, density=0.6, dtype=torch.float64, seed=12, path=path)
     params = tuple(t.clone().requires_grad_() for t in dense)
     src, dst = torch.nonzero(dense.w, as_tuple=True)
-    idx = F.synapse_index(src, dst, H, H)
+    idx = synapse_index(src, dst, H, H)
 
     def fn(v0: Tensor, drive: Tensor, dt: Tensor, cm: Tensor, *p: Tensor) -> Tensor:
         syn = pack(p, idx, path)
-        return F.get_solver(solver)(v0, drive, dt, cm, syn, 2)
+        return get_solver(solver)(v0, drive, dt, cm, syn, 2)
 
     assert torch.autograd.gradcheck(fn, (v0, drive, dt, cm, *params))
 
@@ -256,12 +266,12 @@ def test_gradcheck_currents(path: str) -> None:
     _, dense = random_synapses(S, H, density=0.5, dtype=torch.float64, seed=14, path=path)
     params = tuple(t.clone().requires_grad_() for t in dense)
     src, dst = torch.nonzero(dense.w, as_tuple=True)
-    idx = F.synapse_index(src, dst, S, H)
+    idx = synapse_index(src, dst, S, H)
     x = torch.randn(S, N, dtype=torch.float64, requires_grad=True)
 
     def fn(x: Tensor, *p: Tensor) -> Tensor:
         syn = pack(p, idx, path)
-        return F.currents(x, syn)
+        return currents(x, syn)
 
     assert torch.autograd.gradcheck(fn, (x, *params))
 
@@ -281,7 +291,7 @@ def test_fused_and_plain_paths_agree_in_values_and_gradients(dtype: torch.dtype)
     for s in (syn, dense):
         leaves = [t.clone().requires_grad_() for t in (v0, cm, extra)]
         drive = const_drive(gleak, vleak, T, B, leaves[2])
-        out = F.semi_implicit(leaves[0], drive, dt, leaves[1], s, 6)
+        out = semi_implicit(leaves[0], drive, dt, leaves[1], s, 6)
         (out * torch.linspace(-1, 1, B, dtype=dtype)).sum().backward()
         outs.append(out.detach())
         grads.append([t.grad for t in leaves])
@@ -302,7 +312,7 @@ def test_no_grad_path_does_not_touch_its_inputs() -> None:
     dt = torch.ones(2, 1, B)
     copies = [t.clone() for t in (v0, drive, dt)]
     with torch.inference_mode():
-        F.semi_implicit(v0, drive, dt, cm, syn, 6)
+        semi_implicit(v0, drive, dt, cm, syn, 6)
     for a, b in zip((v0, drive, dt), copies, strict=True):
         assert torch.equal(a, b)
 
@@ -311,7 +321,7 @@ def test_gradient_is_finite_at_zero_dt_and_zero_cm() -> None:
     (v0, drive, dt, cm), syn = small_problem("sparse")
     with torch.no_grad():
         dt.zero_()
-    F.semi_implicit(v0, drive, dt, cm, syn, 3).sum().backward()
+    semi_implicit(v0, drive, dt, cm, syn, 3).sum().backward()
     for t in (v0, drive, dt, cm):
         assert t.grad is not None
         assert torch.isfinite(t.grad).all()
@@ -321,7 +331,7 @@ def test_gradient_is_finite_at_zero_dt_and_zero_cm() -> None:
     # (Δt = 0) to A/Bd (any Δt > 0), so ∂v'/∂Δt at Δt = 0 is genuinely infinite.
     with torch.no_grad():
         cm.zero_()
-    out = F.semi_implicit(v0, drive, dt, cm, syn, 3)
+    out = semi_implicit(v0, drive, dt, cm, syn, 3)
     assert torch.equal(out[-1], v0.detach())
     out.sum().backward()
     for t in (v0, drive, cm):
@@ -336,7 +346,7 @@ def test_gradient_is_finite_at_zero_dt_and_zero_cm() -> None:
 def test_synapse_index_layout() -> None:
     src = torch.tensor([2, 0, 1, 0])
     dst = torch.tensor([0, 1, 1, 2])
-    idx = F.synapse_index(src, dst, 3, 4)
+    idx = synapse_index(src, dst, 3, 4)
     assert idx.dst.tolist() == [0, 1, 1, 2]  # sorted by (dst, src)
     assert idx.src.tolist() == [2, 0, 1, 0]
     assert idx.reduce_offsets.tolist() == [0, 1, 3, 4, 4, 5, 7, 8]  # unit 3 has no synapse

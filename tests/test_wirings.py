@@ -12,6 +12,7 @@ import pytest
 from ncps import wirings as nw
 
 from liquidcore import wirings as lw
+from liquidcore.compat.ncps_wirings import wiring_from_ncps
 
 INPUT_DIMS = (1, 3, 16, 40)
 
@@ -480,7 +481,7 @@ def test_wiring_from_ncps(name: str, built: bool) -> None:
     ref = make_ref()
     if built:
         ref.build(5)
-    ours = lw.wiring_from_ncps(ref, seed=123 if name == "ncp_seeded" and built else None)
+    ours = wiring_from_ncps(ref, seed=123 if name == "ncp_seeded" and built else None)
     assert type(ours) is cls
     assert ours.input_dim == ref.input_dim
     assert_same_matrices(ours, ref)
@@ -488,20 +489,21 @@ def test_wiring_from_ncps(name: str, built: bool) -> None:
         ours.build(5)
         ref.build(5)
         assert_same_matrices(ours, ref)
-    assert type(cls.from_ncps(make_ref(), seed=123 if name == "ncp_seeded" else None)) is cls
+    seed = 123 if name == "ncp_seeded" else None
+    assert type(wiring_from_ncps(make_ref(), seed=seed, expect=cls)) is cls
 
 
 def test_ncps_ncp_seed_is_recovered_from_an_unbuilt_generator() -> None:
-    assert lw.NCP.from_ncps(nw.NCP(6, 4, 2, 3, 2, 4, 2, seed=4242)).seed == 4242
-    assert lw.NCP.from_ncps(nw.NCP(6, 4, 2, 3, 2, 4, 2)).seed == 22222
+    assert wiring_from_ncps(nw.NCP(6, 4, 2, 3, 2, 4, 2, seed=4242), expect=lw.NCP).seed == 4242
+    assert wiring_from_ncps(nw.NCP(6, 4, 2, 3, 2, 4, 2), expect=lw.NCP).seed == 22222
 
 
 def test_built_ncps_ncp_with_unknown_seed_asks_for_it() -> None:
     ref = nw.NCP(6, 4, 2, 3, 2, 4, 2, seed=4242)
     ref.build(5)
     with pytest.raises(ValueError, match="pass seed="):
-        lw.wiring_from_ncps(ref)
-    assert lw.NCP.from_ncps(ref, seed=4242).seed == 4242
+        wiring_from_ncps(ref)
+    assert wiring_from_ncps(ref, seed=4242, expect=lw.NCP).seed == 4242
 
 
 def test_ncps_wiring_built_twice_is_refused() -> None:
@@ -509,7 +511,7 @@ def test_ncps_wiring_built_twice_is_refused() -> None:
     ref.build(3)
     ref.build(3)  # ncps draws the sensory polarities again
     with pytest.raises(ValueError, match="built more than once"):
-        lw.wiring_from_ncps(ref)
+        wiring_from_ncps(ref)
 
 
 def test_hand_made_ncps_wiring_converts_to_custom() -> None:
@@ -518,7 +520,7 @@ def test_hand_made_ncps_wiring_converts_to_custom() -> None:
     ref.add_synapse(1, 2, -1)
     ref.build(2)
     ref.add_sensory_synapse(1, 3, 1)
-    ours = lw.Wiring.from_ncps(ref)
+    ours = wiring_from_ncps(ref, expect=lw.Wiring)
     assert type(ours) is lw.Wiring
     assert ours.output_dim == 1
     assert_same_matrices(ours, ref)
@@ -527,8 +529,8 @@ def test_hand_made_ncps_wiring_converts_to_custom() -> None:
 
 def test_from_ncps_errors() -> None:
     with pytest.raises(ValueError, match=r"cannot convert builtins\.dict"):
-        lw.wiring_from_ncps({})
+        wiring_from_ncps({})
     with pytest.raises(ValueError, match=r"only needed for ncps\.wirings\.NCP"):
-        lw.wiring_from_ncps(nw.FullyConnected(3), seed=1)
+        wiring_from_ncps(nw.FullyConnected(3), seed=1)
     with pytest.raises(ValueError, match="converts to AutoNCP, not a Random"):
-        lw.Random.from_ncps(nw.AutoNCP(10, 2))
+        wiring_from_ncps(nw.AutoNCP(10, 2), expect=lw.Random)

@@ -1,8 +1,8 @@
 """The liquid time-constant cell, ``LTCCell``: a thin holder of ncps's parameters.
 
-The math is in :mod:`liquidcore.functional.ltc`. Parameter names, shapes, initial ranges and the
-order of the random draws are ncps's (``ncps.torch.LTCCell``), so an ncps ``state_dict`` loads
-one to one (``ncps_key_map()``) and the same seed gives the same weights:
+The math is in the ``liquidcore.functional.ltc_*`` kernels. Parameter names, shapes, initial
+ranges and the order of the random draws are ncps's (``ncps.torch.LTCCell``), so an ncps
+``state_dict`` loads one to one (``ncps_key_map()``) and the same seed gives the same weights:
 
 =================================  ===================================================
 ``gleak``, ``vleak``, ``cm``       ``[units]``
@@ -29,22 +29,21 @@ Differences from ncps, all deliberate:
 
 Synapse paths. ``dense`` computes all ``units²`` (and ``input_dim·units``) synapses with ncps's
 formula, masked, in plain autograd. ``sparse`` gathers the active synapses once per call and
-runs :mod:`liquidcore.functional.ltc`'s CSR kernels; with the semi-implicit solver, as one fused
-autograd node with an analytic backward. ``auto`` (the default) is ``sparse`` in eager mode (on
-this project's CPU it was faster at every density we tried, ``FullyConnected`` included) and
-``dense`` while tracing or exporting (plain ops that every exporter knows). The paths agree to
-float round-off.
+runs the CSR kernels of :mod:`liquidcore.functional.ltc_synapses`; with the semi-implicit
+solver, as one fused autograd node with an analytic backward. ``auto`` (the default) is
+``sparse`` in eager mode (on this project's CPU it was faster at every density we tried,
+``FullyConnected`` included) and ``dense`` while tracing or exporting (plain ops that every
+exporter knows). The paths agree to float round-off.
 
-Caching. With autograd on, the effective parameters (softplus, masks, gathers) are rebuilt every
-call so gradients reach the parameters. Without it they are cached, keyed by every parameter's
-and buffer's storage address and version counter (optimiser steps, ``load_state_dict``,
-``.to()`` and in-place edits invalidate it). Writes through ``param.data`` bypass version
-counters: call ``clear_cache()`` after them.
+Caching. The folded parameters (softplus, masks, gathers; :mod:`liquidcore.functional.ltc_fold`)
+live in the cells' common :class:`~liquidcore.cells.fold_cache.FoldCache`: rebuilt every call
+with autograd on, cached without it. Writes through ``param.data`` bypass its version check:
+call ``clear_cache()`` after them.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -52,16 +51,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liquidcore.cells.base import LiquidCell, WiringLike
-from liquidcore.functional.ltc import (
-    DenseSynapses,
-    SynapseIndex,
-    Synapses,
-    currents,
-    get_solver,
-    is_tracing,
-    sparse_synapses,
-    synapse_index,
-)
+from liquidcore.cells.fold_cache import FoldCache
+from liquidcore.functional.ltc_fold import LTCFolded, fold_leak, fold_synapses
+from liquidcore.functional.ltc_synapses import SynapseIndex, Synapses, currents, synapse_index
+from liquidcore.functional.ltc_unroll import get_solver
+from liquidcore.functional.tracing import is_tracing
 
 # Input / output mappings: name -> (scale, shift), the registered table.
 MAPPINGS: dict[str, tuple[bool, bool]] = {
@@ -85,13 +79,6 @@ _INIT_RANGES: dict[str, tuple[float, float]] = {
 }
 _CONSTRAINED = ("w", "sensory_w", "cm", "gleak")  # clipped at 0 by apply_constraints()
 _INDEX_FIELDS = SynapseIndex._fields
-
-
-class _Effective(NamedTuple):
-    leak: Tensor  # [2H]: gleak·vleak, gleak + ε
-    cm: Tensor  # [H]
-    recurrent: Synapses
-    sensory: Synapses
 
 
 def _check(ok: bool, message: str) -> None:
@@ -147,6 +134,7 @@ class LTCCell(LiquidCell):
             f"unknown synapse_path {synapse_path!r}; valid paths: {', '.join(SYNAPSE_PATHS)}",
         )
         self._solve = get_solver(solver)
+        self._folds: FoldCache[LTCFolded] = FoldCache()
         _check(
             isinstance(ode_unfolds, (int, np.integer))
             and not isinstance(ode_unfolds, bool)
@@ -182,8 +170,6 @@ class LTCCell(LiquidCell):
         self._allocate_parameters()
         self._build_index()
         self.register_load_state_dict_post_hook(_rebuild_after_load)
-        self._cache_key: tuple[tuple[int, int], ...] | None = None
-        self._cache: _Effective | None = None
 
     # --- parameters ------------------------------------------------------------------------------
 
@@ -244,15 +230,12 @@ class LTCCell(LiquidCell):
 
     def _synapses(self, prefix: str, names: tuple[str, str, str, str], mask: Tensor) -> Synapses:
         sigma, mu, w, erev = (getattr(self, n) for n in names)
-        w = self._positive(w) * mask
-        if self._sparse():
-            return sparse_synapses(sigma, mu, w, erev, self._index(prefix))
-        return DenseSynapses(sigma, mu, w, erev)
+        index = self._index(prefix) if self._sparse() else None
+        return fold_synapses(sigma, mu, self._positive(w), erev, mask, index)
 
-    def _compute_effective(self) -> _Effective:
-        gleak = self._positive(self.gleak)
-        return _Effective(
-            leak=torch.cat([gleak * self.vleak, gleak + self.epsilon]),
+    def _fold(self) -> LTCFolded:
+        return LTCFolded(
+            leak=fold_leak(self._positive(self.gleak), self.vleak, self.epsilon),
             cm=self._positive(self.cm),
             recurrent=self._synapses("rec", ("sigma", "mu", "w", "erev"), self.sparsity_mask),
             sensory=self._synapses(
@@ -262,33 +245,12 @@ class LTCCell(LiquidCell):
             ),
         )
 
-    def _key(self) -> tuple[tuple[int, int], ...] | None:
-        try:
-            return tuple(
-                (t.data_ptr(), t._version)
-                for store in (self._parameters, self._buffers)
-                for t in store.values()
-                if t is not None
-            )
-        except RuntimeError:  # inference tensors keep no version counter: do not cache
-            return None
-
-    def _effective(self) -> _Effective:
-        if torch.is_grad_enabled() or is_tracing():
-            return self._compute_effective()
-        key = self._key()
-        if key is not None and self._cache is not None and self._cache_key == key:
-            return self._cache
-        # Plain tensors even under inference_mode, so the cache stays usable outside it.
-        with torch.inference_mode(False), torch.no_grad():
-            eff = self._compute_effective()
-        if key is not None:
-            self._cache_key, self._cache = key, eff
-        return eff
+    def _folded(self) -> LTCFolded:
+        return self._folds.get(self, self._fold)
 
     def clear_cache(self) -> None:
-        """Drop the cached effective parameters (needed only after writes to ``param.data``)."""
-        self._cache_key, self._cache = None, None
+        """Drop the cached folded parameters (needed only after writes to ``param.data``)."""
+        self._folds.clear()
 
     def _apply(self, fn: Any, recurse: bool = True) -> LTCCell:
         self.clear_cache()
@@ -347,7 +309,7 @@ class LTCCell(LiquidCell):
         """
         B, T, S = x.shape
         H = self.units
-        eff = self._effective()
+        eff = self._folded()
         xm = self._map_inputs(x)
         if mask is not None:
             xm = torch.where(mask[..., None], xm, 0.0)

@@ -18,6 +18,11 @@ ncps                                           ours
 
 ``MixedMemoryCell.ncps_key_map()`` returns that mapping, using the inner cell's own
 ``ncps_key_map`` where it has one.
+
+Configs: the inner cell's config is nested under ``inner``. Rebuilding it needs the cell
+registry, which lists this class, so this module never imports the registry:
+:func:`liquidcore.cells.registry.build_cell` builds the keys named in ``nested_cells`` first
+and hands the cells to :meth:`MixedMemoryCell.from_config` (imports run one way).
 """
 
 from __future__ import annotations
@@ -61,22 +66,11 @@ class MemoryLSTM(nn.Module):
         return lstm_update(z, c)
 
 
-def _build_inner(config: dict[str, Any]) -> LiquidCell:
-    """Rebuild the inner cell through the cell registry."""
-    try:
-        from liquidcore.cells.registry import build_cell
-    except ImportError as exc:  # pragma: no cover - the registry ships with the package
-        raise RuntimeError(
-            "MixedMemoryCell.from_config needs liquidcore.cells.registry.build_cell to rebuild "
-            f"its inner cell of type {config.get('type')!r}"
-        ) from exc
-    return build_cell(config)
-
-
 class MixedMemoryCell(LiquidCell):
     """ncps's mixed memory around ``inner``: ``state = [h, c]``, output = the inner cell's."""
 
     cell_type: ClassVar[str] = "mixed_memory"
+    nested_cells: ClassVar[tuple[str, ...]] = ("inner",)  # config keys holding cell configs
 
     def __init__(self, inner: LiquidCell) -> None:
         super().__init__()
@@ -104,13 +98,28 @@ class MixedMemoryCell(LiquidCell):
         return {"type": self.cell_type, "inner": self.inner.get_config()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MixedMemoryCell:
+    def from_config(
+        cls, config: dict[str, Any], inner: LiquidCell | None = None
+    ) -> MixedMemoryCell:
+        """Rebuild from ``get_config()`` around ``inner``, the cell ``config["inner"]``
+        describes, built by the caller: ``liquidcore.cells.registry.build_cell(config)`` does
+        both."""
         if config.get("type") != cls.cell_type:
             raise ValueError(
                 f"MixedMemoryCell.from_config needs a config of type {cls.cell_type!r}; "
                 f"got {config.get('type')!r}"
             )
-        return cls(_build_inner(config["inner"]))
+        if inner is None:
+            raise ValueError(
+                "MixedMemoryCell.from_config needs the inner cell built from config['inner']: "
+                "call liquidcore.cells.registry.build_cell(config), or pass inner="
+            )
+        if inner.cell_type != config["inner"].get("type"):
+            raise ValueError(
+                f"inner is a {inner.cell_type!r} cell but config['inner'] describes a "
+                f"{config['inner'].get('type')!r} cell"
+            )
+        return cls(inner)
 
     def ncps_key_map(self, prefix: str = "") -> dict[str, str]:
         """``{ncps state_dict key: ours}`` for an ncps ``CfC``/``LTC`` with mixed memory whose

@@ -21,9 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from liquidcore.cells.base import LiquidCell
+from liquidcore.compat.ncps_wirings import wiring_from_ncps
 from liquidcore.heads import ReadoutHead
 from liquidcore.model import LiquidModel
-from liquidcore.wirings import Wiring, wiring_from_ncps
+from liquidcore.wirings import Wiring
 
 # Keyword arguments of from_ncps that describe the served model rather than the cell.
 MODEL_KEYS = ("time_unit", "default_dt", "feature_names", "output_names", "name", "head_kind")

@@ -1,25 +1,26 @@
 """ctypes bindings of the native fused semi-implicit LTC loop (``ltc_loop.h``).
 
-Same contract as the torch implementation in :mod:`liquidcore.functional.ltc` (``_fused_forward``
-and ``_FusedSemiImplicit.backward``), which stays the reference and the path for every case the
-kernels do not cover (CUDA, other dtypes, tracing, ``LIQUIDCORE_NATIVE=off``). The kernels keep a
-tile of 16 streams in L1 across all synapses and sub-steps instead of streaming ``[E, B]``
-intermediates through memory once per operation, and compute the sigmoid in registers.
+Same contract as the PyTorch implementation in :mod:`liquidcore.functional.ltc_fused`
+(``fused_forward`` and ``FusedSemiImplicit.backward``), which stays the reference and the path
+for every case the kernels do not cover (CUDA, other dtypes, tracing, no compiler,
+``LIQUIDCORE_NATIVE=off``). The kernels keep a tile of 16 streams in L1 across all synapses and
+sub-steps instead of streaming ``[E, B]`` intermediates through memory once per operation, and
+compute the sigmoid in registers.
+
+Imports run one way: ``functional`` calls this module, which knows nothing of ``functional``
+(synapses arrive as plain index tensors).
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from liquidcore.native.build import library
-
-if TYPE_CHECKING:
-    from liquidcore.functional.ltc import SynapseIndex
+from liquidcore.native.runtime import library
 
 TILE = 16  # streams per tile (ltc_loop.c)
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -75,19 +76,21 @@ class _Operands(NamedTuple):
     starts: Tensor  # start of each unit's synapses (idx.reduce_offsets[:H])
 
 
-def _operands(tensors: Sequence[Tensor], idx: SynapseIndex, unfolds: int) -> _Operands:
-    """From ``(v0, drive, dt, cu, pair_w, reduce_w)``."""
+def _operands(tensors: Sequence[Tensor], src: Tensor, starts: Tensor, unfolds: int) -> _Operands:
+    """From ``(v0, drive, dt, cu, pair_w, reduce_w)``, each synapse's source ``src`` ``[E]``
+    and the start of each unit's synapses ``starts`` ``[H]`` (int64, synapses sorted by
+    destination)."""
     v0, drive, dt, cu, pair_w, reduce_w = tensors
     H, B = v0.shape
-    sizes = (drive.shape[0], H, B, idx.src.numel(), unfolds)
-    tensors = (v0, drive, dt, cu, pair_w, reduce_w, idx.src, idx.reduce_offsets[:H])
+    sizes = (drive.shape[0], H, B, src.numel(), unfolds)
+    tensors = (v0, drive, dt, cu, pair_w, reduce_w, src, starts[:H])
     return _Operands(sizes, *(t.contiguous() for t in tensors))
 
 
-def forward(tensors: Sequence[Tensor], idx: SynapseIndex, unfolds: int) -> Tensor:
+def forward(tensors: Sequence[Tensor], src: Tensor, starts: Tensor, unfolds: int) -> Tensor:
     """States after each step, ``[T, H, B]``; ``tensors`` are ``(v0, drive, dt, cu, pair_w,
-    reduce_w)`` as ``_fused_forward`` takes them."""
-    ops = _operands(tensors, idx, unfolds)
+    reduce_w)`` as ``fused_forward`` takes them."""
+    ops = _operands(tensors, src, starts, unfolds)
     T, H, B, _, _ = ops.sizes
     out = ops.v0.new_empty(T, H, B)
     fn = _function("ltc_forward", ops.v0.dtype)
@@ -97,17 +100,18 @@ def forward(tensors: Sequence[Tensor], idx: SynapseIndex, unfolds: int) -> Tenso
 
 def backward(
     saved: Sequence[Tensor],
-    idx: SynapseIndex,
+    src: Tensor,
+    starts: Tensor,
     unfolds: int,
     g_out: Tensor,
     needs_input_grad: tuple[bool, ...],
 ) -> tuple[Tensor | None, ...]:
     """Gradients ``(v0, drive, dt, cu, pair_w, reduce_w, None, None)`` as
-    ``_FusedSemiImplicit.backward`` returns them; ``saved`` is ``(v0, out, drive, dt, cu,
+    ``FusedSemiImplicit.backward`` returns them; ``saved`` is ``(v0, out, drive, dt, cu,
     pair_w, reduce_w)``."""
     need = needs_input_grad
     v0, out, *rest = saved
-    ops = _operands([v0, *rest], idx, unfolds)
+    ops = _operands([v0, *rest], src, starts, unfolds)
     T, H, B, E, _ = ops.sizes
     threads = _threads(B)
     g_v0 = ops.v0.new_empty(H, B)

@@ -1,7 +1,12 @@
-/* liquidcore's native LTC kernels, built on first use by liquidcore/native/build.py and called
- * through ctypes (no Python or torch headers: the build takes about a second). */
+/* liquidcore's native LTC kernels, built by liquidcore/native/build.py (at install, at start-up
+ * or on first use) and called through ctypes (no Python or torch headers: the build takes about
+ * a second). */
 #include <math.h>
+#ifdef _OPENMP
 #include <omp.h>
+#else /* built without OpenMP (e.g. Apple clang without libomp): one thread runs every tile */
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from liquidcore.data.sequences import DatasetSplits, SequenceSet, TaskSpec
+from liquidcore.device import resolve_device
 from liquidcore.train.config import OptimConfig
 from liquidcore.train.losses import MetricAccumulator, is_better, scored, sequence_loss
 from liquidcore.train.protocol import apply_constraints, count_parameters, loss_scale_of
@@ -44,14 +45,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
-    return torch.device(name)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from liquidcore import native
+from liquidcore.device import resolve_device
 from service.engine.errors import EngineStopped
 from service.engine.served import ServableModel
 from service.metrics import Metrics
@@ -58,13 +60,6 @@ class Row:
 
 
 ModelCall = tuple[ServableModel, list[Row]]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def forward_rows(
@@ -147,8 +142,10 @@ class DeviceExecutor:
             raise
 
     async def place(self, models: Iterable[ServableModel]) -> None:
-        """Move ``nn.Module`` models to the device and put them in eval mode; other models are
-        the caller's to place."""
+        """Build or load the native kernels (before readiness, not on the first request), move
+        ``nn.Module`` models to the device and put them in eval mode; other models are the
+        caller's to place."""
+        await self._call(native.warm)
         for model in models:
             to = getattr(model, "to", None)
             if callable(to):
