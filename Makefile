@@ -62,6 +62,14 @@ format: install
 bench: install
 	$(PY) bench/core_speed.py
 
+# The service under load (bench/service_load.py): ours (embedded, Redis) beside a naive and a
+# bare reference server, driven by wrk (a Debian package, installed here when missing).
+bench-service: install install-system
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk) >/dev/null || \
+	  { echo "could not install wrk (need root and Debian's apt)"; exit 1; }
+	$(PY) bench/service_load.py --rounds 3 --plot docs/bench/service_load.png
+
 # The chaos campaign (docs/chaos.md): Redis with AOF and 2 replicas under load, every fault in
 # turn, an oracle replaying what was acknowledged; rewrites the table in docs/chaos.md (~6 min).
 CHAOS_ARGS ?=
