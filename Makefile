@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-system run test test-portable lint format typecheck bench chaos soak clean
+.PHONY: install install-system run test test-portable lint format typecheck bench bench-service chaos soak clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
