@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import signal
 import sys
@@ -31,10 +30,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
+from service.client import AsyncClient, LiveStream, Prediction, RetryPolicy, ServiceError
 from service.demo import recordings as rec
 
 PROG = "liquid demo"
@@ -228,13 +228,6 @@ class Screen:
 
 
 # -- the replay -------------------------------------------------------------------------------
-def ws_url(base: str, path: str, query: dict[str, str]) -> str:
-    parts = urlsplit(base)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    q = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, q, ""))
-
-
 def replay_order(recordings: Sequence[rec.Recording], seed: int) -> list[rec.Recording]:
     """Recordings interleaved by activity (standing, walking, running, badminton, standing ...),
     each activity's recordings in a seeded order, so neighbouring streams show different
@@ -272,8 +265,6 @@ class Replay:
             StreamView(f"{opts.prefix}-{i + 1}", "http" if i < n_http else "ws")
             for i in range(opts.streams)
         ]
-        self.headers = _headers(opts)
-        self.query = {"model": opts.model} if opts.model else {}
         self.stop = asyncio.Event()
         self.started = time.monotonic()
         self.ended: float | None = None
@@ -293,84 +284,48 @@ class Replay:
         self.stats.sent += 1
         return True
 
-    def record(
-        self, view: StreamView, r: rec.Recording, prediction: dict[str, Any], ms: float
-    ) -> None:
-        name, prob = top_class(prediction.get("outputs", []), self.outputs)
+    def record(self, view: StreamView, r: rec.Recording, prediction: Prediction, ms: float) -> None:
+        name, prob = top_class(prediction.outputs, self.outputs)
         view.events += 1
         view.correct += name == r.activity
         view.predicted, view.probability = name, prob
-        view.dt = float(prediction.get("dt", math.nan))
+        view.dt = prediction.dt
         view.latency_ms = ms
 
     # transports -----------------------------------------------------------------------------
-    async def _send_http(
-        self, client: httpx.AsyncClient, view: StreamView, event: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, float]:
-        path = f"/v1/streams/{quote(view.stream_id, safe='')}/events"
-        t0 = time.perf_counter()
-        resp = await client.post(path, json=event, params=self.query)
-        ms = (time.perf_counter() - t0) * 1000.0
-        if resp.status_code != 200:
-            self.stats.error(f"{view.stream_id}: HTTP {resp.status_code} {_error_text(resp)}")
-            return None, ms
-        self.stats.latencies_ms["http"].append(ms)
-        return resp.json(), ms
-
-    async def _send_ws(
-        self, feed: Feed, view: StreamView, event: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, float]:
-        feed.counter += 1
-        rid = f"{view.stream_id}-{feed.counter}"
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        feed.pending[rid] = fut
+    async def _send(
+        self, via: Any, view: StreamView, event: dict[str, Any]
+    ) -> tuple[Prediction | None, float]:
+        """Send ``event`` over ``via`` (the HTTP client or the stream's live socket); its
+        prediction (``None`` when refused, counted as an error) and the round trip in ms."""
+        kind = "ws" if isinstance(via, LiveStream) else "http"
         t0 = time.perf_counter()
         try:
-            await feed.ws.send(json.dumps({**event, "request_id": rid}))
-            msg = await asyncio.wait_for(fut, REQUEST_TIMEOUT_S)
-        finally:
-            feed.pending.pop(rid, None)
+            if kind == "ws":
+                sent = via.send(event["t"], event["x"], id=event["id"])
+            else:
+                sent = via.send(view.stream_id, event["t"], event["x"], id=event["id"])
+            prediction = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
+        except ServiceError as exc:
+            label = "WebSocket" if kind == "ws" else "HTTP"
+            self.stats.error(f"{view.stream_id}: {label} {exc.status} {exc.code}: {exc.message}")
+            return None, (time.perf_counter() - t0) * 1000.0
         ms = (time.perf_counter() - t0) * 1000.0
-        if msg.get("type") != "result":
-            err = msg.get("error") or {}
-            self.stats.error(
-                f"{view.stream_id}: WebSocket {msg.get('status')} {err.get('code')}: "
-                f"{err.get('message')}"
-            )
-            return None, ms
-        self.stats.latencies_ms["ws"].append(ms)
-        return msg.get("prediction"), ms
+        self.stats.latencies_ms[kind].append(ms)
+        return prediction, ms
 
-    async def _read_feed(self, feed: Feed, view: StreamView) -> None:
-        """Read a stream's socket: live predictions, and answers to events sent on it. When the
-        socket closes, events still waiting for their answer fail."""
-        try:
-            async for raw in feed.ws:
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    continue
-                kind = msg.get("type") if isinstance(msg, dict) else None
-                if kind == "prediction":
-                    view.live += 1
-                elif kind in ("result", "error"):
-                    fut = feed.pending.pop(str(msg.get("request_id")), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-        finally:
-            code = getattr(feed.ws, "close_code", None)
-            for fut in feed.pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError(f"the live feed closed (code {code})"))
+    async def _read_feed(self, feed: LiveStream, view: StreamView) -> None:
+        """Count the stream's live predictions until its socket closes."""
+        async for _ in feed:
+            view.live += 1
 
-    async def _stream(self, client: httpx.AsyncClient, index: int, feed: Feed) -> None:
+    async def _stream(self, client: AsyncClient, index: int, feed: LiveStream) -> None:
         """Replay recordings on stream ``index`` until the run ends."""
         view = self.views[index]
+        via: Any = feed if view.via == "ws" else client
 
-        async def send(event: dict[str, Any]) -> tuple[dict[str, Any] | None, float]:
-            if view.via == "ws":
-                return await self._send_ws(feed, view, event)
-            return await self._send_http(client, view, event)
+        async def send(event: dict[str, Any]) -> tuple[Prediction | None, float]:
+            return await self._send(via, view, event)
 
         k = index
         while not self.stop.is_set():
@@ -379,20 +334,20 @@ class Replay:
             await self._play(client, view, r, send)
 
     async def _play(
-        self, client: httpx.AsyncClient, view: StreamView, r: rec.Recording, send: Any
+        self, client: AsyncClient, view: StreamView, r: rec.Recording, send: Any
     ) -> None:
         """Replay one recording on ``view``'s stream, starting the stream fresh."""
-        path = f"/v1/streams/{quote(view.stream_id, safe='')}"
-        resp = await client.delete(path, params=self.query)
-        if resp.status_code not in (200, 204, 404):
-            self.stats.error(f"{view.stream_id}: DELETE {resp.status_code} {_error_text(resp)}")
+        try:
+            await client.delete(view.stream_id)
+        except ServiceError as exc:
+            self.stats.error(f"{view.stream_id}: DELETE {exc.status} {exc.code}: {exc.message}")
         view.recording, view.activity = r.name, r.activity
         view.predicted, view.probability = "", math.nan
         t_wall = time.monotonic()
         # Event time: now, or just after the stream's previous recording when --speed > 1 put
         # that one ahead of the clock (so a stream's event times never go back).
         t_event = max(time.time(), view.next_t)
-        prediction: dict[str, Any] | None = None
+        prediction: Prediction | None = None
         for i in range(len(r)):
             offset = float(r.offsets[i] - r.offsets[0])
             delay = t_wall + offset / self.opts.speed - time.monotonic()
@@ -423,32 +378,24 @@ class Replay:
     def lines(self) -> list[str]:
         return render(self.views, self.stats, self.elapsed(), self.opts, self.color)
 
-    async def open_feeds(self, stack: contextlib.AsyncExitStack) -> list[Feed]:
+    async def open_feeds(
+        self, client: AsyncClient, stack: contextlib.AsyncExitStack
+    ) -> list[LiveStream]:
         """Subscribe to every stream's live feed (DemoError when the service refuses)."""
-        from websockets.asyncio.client import connect
-
         feeds = []
         for view in self.views:
-            url = ws_url(
-                self.opts.url, f"/v1/streams/{quote(view.stream_id, safe='')}/live", self.query
-            )
             try:
-                ws = await stack.enter_async_context(
-                    connect(url, additional_headers=self.headers, open_timeout=CONNECT_TIMEOUT_S)
-                )
-                hello = json.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT_S))
+                feed = await stack.enter_async_context(client.live(view.stream_id))
             except Exception as exc:  # websockets raises its own types (InvalidStatus ...)
                 raise DemoError(
                     f"cannot subscribe to {view.stream_id}'s live feed: {_one_line(exc)}"
                 ) from None
-            if not isinstance(hello, dict) or hello.get("type") != "subscribed":
-                raise DemoError(f"the live feed of {view.stream_id} answered {hello!r}")
-            feeds.append(Feed(ws))
+            feeds.append(feed)
         return feeds
 
-    async def run(self, client: httpx.AsyncClient) -> None:
+    async def run(self, client: AsyncClient) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            feeds = await self.open_feeds(stack)
+            feeds = await self.open_feeds(client, stack)
             self.started = time.monotonic()
             readers = [
                 asyncio.create_task(self._read_feed(feed, view))
@@ -480,46 +427,30 @@ class Replay:
             self.screen.draw(self.lines(), math.inf)
 
 
-@dataclass
-class Feed:
-    """One stream's live socket and the events sent on it that await their answer."""
-
-    ws: Any
-    pending: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
-    counter: int = 0
-
-
-def _error_text(resp: httpx.Response) -> str:
-    try:
-        err = resp.json().get("error", {})
-        return f"{err.get('code')}: {err.get('message')}"
-    except (ValueError, AttributeError):
-        return resp.text[:200]
-
-
 def _one_line(exc: BaseException | None) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-async def preflight(client: httpx.AsyncClient, opts: Options) -> list[str]:
+async def preflight(client: AsyncClient, opts: Options) -> list[str]:
     """Check the service answers and serves a model with the demo's inputs; its output names."""
     try:
-        resp = await client.get("/v1/models")
+        body = await client.models()
     except httpx.TransportError as exc:
         raise DemoError(
             f"cannot reach the service at {opts.url} ({_one_line(exc)}); start it with "
             "`liquid serve` or pass --url"
         ) from None
-    if resp.status_code == 401:
+    except ServiceError as exc:
+        if exc.status == 401:
+            raise DemoError(
+                f"the service at {opts.url} needs an API key: pass --api-key"
+                + (" (the one given was refused)" if opts.api_key else "")
+            ) from None
         raise DemoError(
-            f"the service at {opts.url} needs an API key: pass --api-key"
-            + (" (the one given was refused)" if opts.api_key else "")
-        )
-    if resp.status_code != 200:
-        raise DemoError(f"GET /v1/models answered {resp.status_code}: {_error_text(resp)}")
+            f"GET /v1/models answered {exc.status}: {exc.code}: {exc.message}"
+        ) from None
     try:
-        body = resp.json()
         name = opts.model or body["default"]
         model = next(m for m in body["models"] if m["name"] == name)
     except (ValueError, KeyError, TypeError, StopIteration):
@@ -540,12 +471,13 @@ async def run(opts: Options, out: TextIO, tty: bool) -> int:
     except (rec.DataMissingError, ValueError) as exc:
         print(f"{PROG}: cannot load the recordings: {exc}", file=sys.stderr)
         return 2
-    timeout = httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-    async with httpx.AsyncClient(
-        base_url=opts.url.rstrip("/"),
-        headers=_headers(opts),
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=opts.streams + 2),
+    async with AsyncClient(
+        opts.url,
+        api_key=opts.api_key,
+        model=opts.model,
+        retry=RetryPolicy(),  # events carry ids: a retried one is answered, not re-applied
+        timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        max_connections=opts.streams + 2,
     ) as client:
         try:
             outputs = await preflight(client, opts)
@@ -575,10 +507,6 @@ async def run(opts: Options, out: TextIO, tty: bool) -> int:
         for line in summary(replay.views, replay.stats, replay.elapsed()):
             print(line, file=out)
         return 1 if replay.stats.errors else 0
-
-
-def _headers(opts: Options) -> dict[str, str]:
-    return {"Authorization": f"Bearer {opts.api_key}"} if opts.api_key else {}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -56,11 +56,12 @@ def test_options_are_checked() -> None:
             replay.Options(**bad)  # type: ignore[arg-type]
 
 
-def test_ws_url_follows_the_http_url() -> None:
-    assert replay.ws_url("http://h:1", "/v1/streams/a/live", {}) == "ws://h:1/v1/streams/a/live"
-    assert (
-        replay.ws_url("https://h/base/", "/v1/streams/a/live", {"model": "m x"})
-        == "wss://h/base/v1/streams/a/live?model=m%20x"
+def test_live_url_follows_the_http_url() -> None:
+    from service.client.wire import live_url
+
+    assert live_url("http://h:1", "a", {}) == "ws://h:1/v1/streams/a/live"
+    assert live_url("https://h/base/", "a b", {"model": "m x"}) == (
+        "wss://h/base/v1/streams/a%20b/live?model=m%20x"
     )
 
 
