@@ -78,7 +78,6 @@ def engine_config(settings: Settings) -> EngineConfig:
         first_event_dt_s=settings.first_event_dt_s,
         dedupe_window=settings.dedupe_window,
         max_abs_input=settings.max_abs_input,
-        max_abs_input=settings.max_abs_input,
         device=settings.resolved_device(),
         max_cas_retries=settings.max_cas_retries,
         active_window_s=settings.active_window_s,
@@ -112,7 +111,6 @@ def create_app(
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     if registry is None:
         registry = ModelRegistry.load(settings.models)
-    registry = registry.with_input_limit(settings.max_abs_input)
     registry = registry.with_input_limit(settings.max_abs_input)
     metrics = Metrics()
     ctx = AppContext(
@@ -181,7 +179,9 @@ def create_app(
     for router in routers:
         app.include_router(router)
     # Added last = outermost: metrics see every answer, the body-limit's 413s included.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(
         MetricsMiddleware, metrics=metrics, routes=[r for rt in routers for r in rt.routes]
     )

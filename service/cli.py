@@ -69,14 +69,47 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, help="largest request body (bytes)")
     p.add_argument("--max-events-per-request", type=int, help="most events in one request")
     p.add_argument("--live-buffer", type=int, help="messages buffered per live subscriber")
+    p.add_argument("--header-timeout-s", type=float, help="time to send request headers (s)")
+    p.add_argument("--body-timeout-s", type=float, help="time to send a request body (s)")
+    p.add_argument("--keep-alive-timeout-s", type=float, help="idle keep-alive connections (s)")
+    p.add_argument(
+        "--ws-send-timeout-s",
+        type=float,
+        help="a WebSocket client that takes no message this long is cut off (s)",
+    )
+    p.add_argument(
+        "--ws-idle-timeout-s", type=optional_seconds, help="close silent WebSockets (s, or none)"
+    )
+    p.add_argument(
+        "--ws-ping-interval-s", type=optional_seconds, help="WebSocket keepalive pings (s, or none)"
+    )
+    p.add_argument(
+        "--ws-ping-timeout-s", type=optional_seconds, help="unanswered ping closes (s, or none)"
+    )
+    p.add_argument("--retry-after-s", type=int, help="Retry-After of 503 answers (s)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug or trace")
     return p
+
+
+# "none" given on the command line: the option's None (off), not "not given".
+_NONE = "none"
+
+
+def optional_seconds(text: str) -> float | str:
+    """A number of seconds, or ``none`` (off)."""
+    if text.strip().lower() in ("none", "off"):
+        return _NONE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'none'; got {text!r}") from None
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from service.settings import Settings
 
     overrides = {k: v for k, v in vars(args).items() if v is not None}
+    overrides = {k: None if v is _NONE else v for k, v in overrides.items()}
     return Settings(**overrides)
 
 
@@ -132,21 +165,31 @@ def run_server(settings: Any, app: Any = None) -> None:
     worker process, sharing the socket and the metrics."""
     import uvicorn
 
+    from service.redaction import server_log_config
     from service.settings import SETTINGS_ENV
     from service.threads import apply_torch_threads
+    from service.timeouts import HTTP_PROTOCOL, WS_PROTOCOL, ServerConfig
 
     apply_torch_threads(settings.torch_threads)
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
-    config = uvicorn.Config(
+    config = ServerConfig(
         app if app is not None else "service.app:app_from_env",
         factory=app is None,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=server_log_config(settings.api_keys),
         lifespan="on",
+        http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
         ws_max_size=settings.max_body_bytes,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         timeout_graceful_shutdown=10,
+        header_timeout_s=settings.header_timeout_s,
+        ws_send_timeout_s=settings.ws_send_timeout_s,
     )
     if settings.workers == 1:
         uvicorn.Server(config).run()

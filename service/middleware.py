@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: HTTP metrics by route template, and the request body size limit.
+"""Pure ASGI middleware: HTTP metrics by route template, and the request body's size and time
+limits.
 
 Both are plain ASGI (no ``BaseHTTPMiddleware``): they add no task per request and never buffer
 a response.
@@ -6,6 +7,7 @@ a response.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -95,16 +97,31 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413 before anything parses them.
+    """Refuses bodies over ``max_bytes`` with 413 before anything parses them, and bodies that
+    do not arrive whole within ``timeout_s`` with 408 ``request_timeout``.
 
     A declared ``Content-Length`` over the limit is refused without reading; a chunked body is
     read up to the limit and refused as soon as it passes it. Accepted bodies are handed on
-    whole (they are at most ``max_bytes``), so the app never sees a partial body.
+    whole (they are at most ``max_bytes``), so the app never sees a partial body. The time limit
+    covers the whole body, so a client that trickles it (or sends less than its
+    ``Content-Length`` and waits) holds a request for at most ``timeout_s``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def _timed_out(self, send: Send) -> None:
+        await _send_json(
+            send,
+            408,
+            error_body(
+                ErrorCode.REQUEST_TIMEOUT,
+                f"the request body did not arrive within {self.timeout_s} s",
+                {"timeout_s": self.timeout_s},
+            ),
+        )
 
     async def _too_large(self, send: Send) -> None:
         await _send_json(
@@ -132,8 +149,17 @@ class BodyLimitMiddleware:
                     return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                if deadline is None:
+                    message = await receive()
+                else:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                await self._timed_out(send)
+                return
             if message["type"] != "http.request":
                 return  # the client went away before sending its body: nobody to answer
             chunk = message.get("body", b"")

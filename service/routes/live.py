@@ -216,8 +216,10 @@ class LiveSession:
         hello = {"type": "subscribed", "stream_id": self.stream_id, "model": self.served.name}
         try:
             await self.send(json.dumps(hello))
-        except (WebSocketDisconnect, OSError, RuntimeError, SendTimeout):
-            return None  # the client left already (or never reads)
+        except SendTimeout:
+            return self._send_timed_out()
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            return None  # the client left already
         forward = asyncio.create_task(self._forward(sub))
         receive = asyncio.create_task(self._receive())
         tasks += [forward, receive]
@@ -234,8 +236,7 @@ class LiveSession:
         for task in done:
             exc = task.exception()
             if isinstance(exc, SendTimeout):
-                self.ctx.metrics.live_send_timeouts.inc()
-                return POLICY_VIOLATION, "send timeout: the client does not read"
+                return self._send_timed_out()
             if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError)):
                 log.error("live session failed", exc_info=exc)
                 return INTERNAL_ERROR, "internal error"
@@ -244,6 +245,10 @@ class LiveSession:
         if idle is not None and idle in done:
             return NORMAL_CLOSURE, "idle timeout"
         return GOING_AWAY, CLOSE_REASONS[GOING_AWAY]  # the feed ended: the service shuts down
+
+    def _send_timed_out(self) -> Close:
+        self.ctx.metrics.live_send_timeouts.inc()
+        return POLICY_VIOLATION, "send timeout: the client does not read"
 
     async def _idle(self, idle_s: float) -> None:
         """Return once nothing was sent or received for ``idle_s`` seconds."""

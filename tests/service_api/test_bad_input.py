@@ -439,6 +439,25 @@ def test_fuzzed_events_never_get_a_5xx(make_settings: Any) -> None:
         state_import()
 
 
+def post_scope(path: str) -> dict[str, Any]:
+    """The ASGI scope of a JSON ``POST`` to ``path`` (for tests that drive the app directly)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+        "state": {},
+    }
+
+
 @pytest.mark.anyio
 async def test_a_client_that_leaves_mid_body_gets_no_answer_and_no_state(
     make_settings: Any,
@@ -461,23 +480,7 @@ async def test_a_client_that_leaves_mid_body_gets_no_answer_and_no_state(
         async def send(message: Any) -> None:
             sent.append(message)
 
-        path = "/v1/streams/gone/events"
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("test", 80),
-            "state": {},
-        }
-        await app(scope, receive, send)
+        await app(post_scope("/v1/streams/gone/events"), receive, send)
         assert sent == []
         text = app.state.ctx.metrics.render_latest()[0].decode()
         labels = {"route": "/v1/streams/{stream_id}/events", "status": "499"}
