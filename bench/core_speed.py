@@ -7,8 +7,15 @@ per-sample Δt correctly (its sequence wrapper squeezes Δt and mis-broadcasts i
 
 ncps's time swings with glibc's malloc settings, so every measurement runs in two child
 processes: one with the default allocator settings and one with ``MALLOC_MMAP_THRESHOLD_`` and
-``MALLOC_TRIM_THRESHOLD_`` set high; the table reports both and compares us against the better
-of ncps's two. Medians over repeats after warm-up, ``torch.set_num_threads(threads)``.
+``MALLOC_TRIM_THRESHOLD_`` set high; the table compares us against the better of ncps's two.
+
+Trustworthy ratios: within a child, ours and ncps are *interleaved* per repetition (ours, ncps,
+ncps, ours, ...), so a load change on a shared machine hits both; each repetition times enough
+calls to last about ``--rep-ms`` and records ms per call. Threads are pinned: the children run
+with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set and call ``torch.set_num_threads(threads)``
+and ``torch.set_num_interop_threads(1)``. Each row reports the median and [min, max] over
+``--repeats`` (>= 7) repetitions; a speed-up counts as a *result* only when the spreads do not
+overlap (our max below ncps's min); otherwise the row says ``overlap``.
 
     python bench/core_speed.py                 # the table in BENCHMARKS.md
     python bench/core_speed.py --json out.json --batches 1 256 4096 --device cpu
@@ -30,19 +37,45 @@ from typing import Any
 MALLOC_HIGH = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
 
 
-def median_ms(
-    fn: Callable[[], object], *, warmup: int, repeats: int, sync: Callable[[], None]
-) -> float:
-    for _ in range(warmup):
-        fn()
+Spread = dict[str, float]  # {"median", "min", "max"} in ms per call
+
+
+def _calls_per_rep(fn: Callable[[], object], sync: Callable[[], None], rep_ms: float) -> int:
+    start = time.perf_counter()
+    fn()
     sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, int(rep_ms / 1e3 / once))
+
+
+def interleaved_ms(
+    fns: dict[str, Callable[[], object]],
+    *,
+    warmup: int,
+    repeats: int,
+    sync: Callable[[], None],
+    rep_ms: float,
+) -> dict[str, Spread]:
+    """Time every function in turn within each repetition (order reversed every other one)."""
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    sync()
+    calls = {name: _calls_per_rep(fns[name], sync, rep_ms) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn, n = fns[name], calls[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            sync()
+            times[name].append((time.perf_counter() - start) / n * 1e3)
+    return {
+        name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
+        for name, t in times.items()
+    }
 
 
 def build_pair(kind: str, inputs: int, seed: int) -> tuple[Any, Any]:
@@ -72,16 +105,21 @@ def step_results(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> li
         x = torch.randn(B, 16, generator=g).to(device)
         dt = (torch.rand(B, generator=g) * 2 + 0.1).to(device)
         h = ours.init_state(B, device=device)
-        reps = args.repeats if (B <= 1024 or kind == "cfc") else max(5, args.repeats // 4)
-        timing = {"warmup": args.warmup, "repeats": reps, "sync": sync}
+        timing = {"warmup": args.warmup, "repeats": args.repeats, "sync": sync}
         with torch.inference_mode():
             err = float((cell(x, h, dt.unsqueeze(1))[0] - ours.step(x, dt, h)[0]).abs().max())
-            t_ours = median_ms(partial(ours.step, x, dt, h), **timing)
-            t_ref = float("nan")
+            fns: dict[str, Callable[[], object]] = {"ours": partial(ours.step, x, dt, h)}
             if not args.skip_ncps:
-                t_ref = median_ms(partial(cell, x, h, dt.unsqueeze(1)), **timing)
+                fns["ncps"] = partial(cell, x, h, dt.unsqueeze(1))
+            spreads = interleaved_ms(fns, rep_ms=args.rep_ms, **timing)
         rows.append(
-            {"model": kind, "B": B, "ncps_ms": t_ref, "ours_ms": t_ours, "max_abs_diff": err}
+            {
+                "model": kind,
+                "B": B,
+                "ncps": spreads.get("ncps", NAN_SPREAD),
+                "ours": spreads["ours"],
+                "max_abs_diff": err,
+            }
         )
     return rows
 
@@ -117,11 +155,17 @@ def train_result(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> di
     ref.train()
     ours.train()
     timing = {"warmup": 2, "repeats": args.train_repeats, "sync": sync_fn(device)}
-    t_ours = median_ms(partial(ours_fwd_bwd, ours, x, dt), **timing)
-    t_ref = float("nan")
+    fns: dict[str, Callable[[], object]] = {"ours": partial(ours_fwd_bwd, ours, x, dt)}
     if not args.skip_ncps:
-        t_ref = median_ms(partial(ncps_fwd_bwd, ref, x, dt), **timing)
-    return {"model": kind, "B": B, "T": T, "ncps_ms": t_ref, "ours_ms": t_ours}
+        fns["ncps"] = partial(ncps_fwd_bwd, ref, x, dt)
+    spreads = interleaved_ms(fns, rep_ms=0.0, **timing)  # one call per repetition
+    return {
+        "model": kind,
+        "B": B,
+        "T": T,
+        "ncps": spreads.get("ncps", NAN_SPREAD),
+        "ours": spreads["ours"],
+    }
 
 
 def sync_fn(device: Any) -> Callable[[], None]:
@@ -133,9 +177,10 @@ def sync_fn(device: Any) -> Callable[[], None]:
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from liquidcore.native.build import library
+    from liquidcore.native import library
 
     torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
     results: dict[str, Any] = {
         "threads": torch.get_num_threads(),
         "native_ltc": library() is not None,
@@ -151,8 +196,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def run_child(argv: list[str], extra_env: dict[str, str]) -> dict[str, Any]:
-    env = {**os.environ, **extra_env}
+def run_child(argv: list[str], extra_env: dict[str, str], threads: int) -> dict[str, Any]:
+    pinned = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **pinned, **extra_env}
     out = subprocess.run(
         [sys.executable, __file__, "--worker", *argv],
         env=env,
@@ -165,34 +211,55 @@ def run_child(argv: list[str], extra_env: dict[str, str]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+NAN_SPREAD: Spread = {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+
+
 def fmt(v: float) -> str:
     return "—" if v != v else (f"{v:.3f}" if v < 1 else f"{v:.1f}" if v < 100 else f"{v:.0f}")
 
 
-def ratio(ref: float, ours: float) -> str:
-    return "—" if ref != ref else f"{ref / ours:.1f}×"
+def spread(s: Spread) -> str:
+    return (
+        "—"
+        if s["median"] != s["median"]
+        else f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]"
+    )
+
+
+def verdict(ref: Spread, ours: Spread) -> str:
+    """The median ratio, marked as a result only when the spreads do not overlap."""
+    if ref["median"] != ref["median"]:
+        return "—"
+    r = ref["median"] / ours["median"]
+    if ours["max"] < ref["min"]:
+        return f"**{r:.2f}×**"
+    if ref["max"] < ours["min"]:
+        return f"**{r:.2f}×** (slower)"
+    return f"{r:.2f}× (overlap)"
+
+
+def better(a: Spread, b: Spread) -> Spread:
+    return a if a["median"] <= b["median"] or b["median"] != b["median"] else b
 
 
 def table(default: dict[str, Any], high: dict[str, Any]) -> str:
     lines = [
-        "| model | B | ncps ms (default malloc) | ncps ms (malloc thresholds high) "
-        "| liquidcore ms | speed-up vs better ncps | max abs diff |",
-        "|---|---|---|---|---|---|---|",
+        "| model | B | ncps ms, median [min, max] | liquidcore ms, median [min, max] "
+        "| speed-up (bold: spreads apart) | max abs diff |",
+        "|---|---|---|---|---|---|",
     ]
     for a, b in zip(default["step"], high["step"], strict=True):
-        best = min(a["ncps_ms"], b["ncps_ms"])
-        ours = min(a["ours_ms"], b["ours_ms"])
+        ref, ours = better(a["ncps"], b["ncps"]), better(a["ours"], b["ours"])
         diff = max(a["max_abs_diff"], b["max_abs_diff"])
         lines.append(
-            f"| {a['model'].upper()} step | {a['B']} | {fmt(a['ncps_ms'])} | {fmt(b['ncps_ms'])} "
-            f"| {fmt(ours)} | {ratio(best, ours)} | {diff:.1e} |"
+            f"| {a['model'].upper()} step | {a['B']} | {spread(ref)} | {spread(ours)} "
+            f"| {verdict(ref, ours)} | {diff:.1e} |"
         )
     for a, b in zip(default["train"], high["train"], strict=True):
-        best = min(a["ncps_ms"], b["ncps_ms"])
-        ours = min(a["ours_ms"], b["ours_ms"])
+        ref, ours = better(a["ncps"], b["ncps"]), better(a["ours"], b["ours"])
         lines.append(
-            f"| {a['model'].upper()} fwd+bwd | {a['B']}×T{a['T']} | {fmt(a['ncps_ms'])} "
-            f"| {fmt(b['ncps_ms'])} | {fmt(ours)} | {ratio(best, ours)} | — |"
+            f"| {a['model'].upper()} fwd+bwd | {a['B']}×T{a['T']} | {spread(ref)} "
+            f"| {spread(ours)} | {verdict(ref, ours)} | — |"
         )
     return "\n".join(lines)
 
@@ -202,12 +269,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--models", nargs="+", default=["cfc", "ltc"], choices=["cfc", "ltc"])
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 256, 4096])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 64, 256, 1024, 4096])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--train-repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=9, help="interleaved repetitions (>= 7)")
+    p.add_argument("--rep-ms", type=float, default=20.0, help="target length of a repetition")
+    p.add_argument("--train-repeats", type=int, default=7)
     p.add_argument("--no-train", dest="train", action="store_false")
     p.add_argument(
         "--skip-ncps", action="store_true", help="time liquidcore only (large B on a GPU)"
@@ -216,17 +284,22 @@ def main() -> None:
     p.add_argument("--json", help="also write raw results to this file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if min(args.repeats, args.train_repeats) < 7:
+        p.error("--repeats and --train-repeats must be >= 7 (a spread needs repetitions)")
     if args.worker:
         print(json.dumps(worker(args)))
         return
     argv = [a for a in sys.argv[1:] if not a.startswith("--json")]
     if args.json:
         argv = [a for a in argv if a != args.json]
-    default = run_child(argv, {})
-    high = run_child(argv, MALLOC_HIGH)
+    default = run_child(argv, {}, args.threads)
+    high = run_child(argv, MALLOC_HIGH, args.threads)
     native = "on" if default["native_ltc"] else "off"
     print(f"threads={default['threads']} device={args.device} native LTC kernels={native}")
-    print("medians (ms)\n")
+    print(
+        f"ms per call, median [min, max] of interleaved repetitions ({args.repeats} step, "
+        f"{args.train_repeats} fwd+bwd)\n"
+    )
     print(table(default, high))
     if args.json:
         with open(args.json, "w") as f:
