@@ -80,16 +80,27 @@ def _is_json(content_type: str) -> bool:
     return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r} in an object")
+            seen.add(key)
+    return obj
+
+
 def parse_json_bytes(raw: bytes) -> Any:
     """Parse a request body. ``NaN``/``Infinity`` tokens and overflowing numbers parse (to
     non-finite floats) so that validation can name them; anything else malformed is
-    ``invalid_json``."""
+    ``invalid_json``, an object with a key twice included (which value was meant?)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(ErrorCode.INVALID_JSON, "request body is not UTF-8") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise ApiError(
             ErrorCode.INVALID_JSON,

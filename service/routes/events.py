@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request, Response
 from service.engine import Event
 from service.errors import STATUS, ApiError, ErrorCode, JSONResponse
 from service.routes.deps import Ctx, ModelName, Tenant, read_json, served_model
-from service.routes.streams import ERRORS, batch_results, check_count
-from service.schemas import BatchResultsOut, ErrorOut, FieldError, check_stream_id, parse_event
+from service.routes.streams import BODY_ERRORS, batch_results, check_count
+from service.schemas import BatchResultsOut, FieldError, check_stream_id, parse_event
 
 router = APIRouter(tags=["events"])
 
@@ -42,11 +42,7 @@ MULTI_BODY = {
         "whole request and applies nothing."
     ),
     response_model=BatchResultsOut,
-    responses={
-        **ERRORS,
-        413: {"model": ErrorOut, "description": "Body or event count over the limit."},
-        415: {"model": ErrorOut, "description": "Not JSON."},
-    },
+    responses=BODY_ERRORS,
     openapi_extra=MULTI_BODY,
 )
 async def post_multi(

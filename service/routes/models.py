@@ -36,7 +36,9 @@ def model_json(entry: ServedModel, default: bool) -> dict[str, Any]:
     description="Each served model's name, version hash, inputs, outputs and time unit. The "
     "default model answers requests without `?model=`.",
     response_model=ModelsOut,
-    responses={401: {"model": ErrorOut}},
+    responses={
+        401: {"model": ErrorOut, "description": "Missing or unknown API key (`unauthorized`)."}
+    },
 )
 async def list_models(ctx: Ctx, tenant: Tenant) -> Response:
     default = ctx.registry.default.name

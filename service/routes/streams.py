@@ -47,10 +47,24 @@ StreamId = Annotated[
     ),
 ]
 
+# The error answers each route really gives (the fuzz tests check the document against them).
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or unknown API key (`unauthorized`)."},
     404: {"model": ErrorOut, "description": "Unknown stream (`not_found`) or model."},
     422: {"model": ErrorOut, "description": "Invalid input; see `error.code`."},
+    503: {
+        "model": ErrorOut,
+        "description": "The state store is down (`unavailable`) or out of memory "
+        "(`store_full`), or the service is starting or stopping; retry after `Retry-After`.",
+    },
+}
+# ... and those of routes that read a JSON body.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorOut, "description": "The body is not UTF-8 JSON (`invalid_json`)."},
+    408: {"model": ErrorOut, "description": "The body did not arrive in time (`request_timeout`)."},
+    413: {"model": ErrorOut, "description": "Body or event count over the limit."},
+    415: {"model": ErrorOut, "description": "Not JSON (`unsupported_media_type`)."},
 }
 
 EVENTS_BODY = {
@@ -207,10 +221,8 @@ async def apply_events(
     ),
     response_model=PredictionOut | BatchResultsOut,
     responses={
-        **ERRORS,
+        **BODY_ERRORS,
         409: {"model": ErrorOut, "description": "The event is older than the stream's last one."},
-        413: {"model": ErrorOut, "description": "Body or event count over the limit."},
-        415: {"model": ErrorOut, "description": "Not JSON."},
     },
     openapi_extra=EVENTS_BODY,
 )
@@ -385,7 +397,7 @@ async def get_state(
         "stream's metadata."
     ),
     response_model=StreamInfoOut,
-    responses=ERRORS,
+    responses=BODY_ERRORS,
     openapi_extra=STATE_BODY,
 )
 async def put_state(
