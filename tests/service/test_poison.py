@@ -133,9 +133,9 @@ async def test_the_batch_is_answered_as_if_the_refused_event_was_never_sent(
     for p, w in zip(kept, want, strict=True):
         assert np.allclose(p.y, w, atol=TOL)
     want2, _ = _want(fragile, [(e.t, e.x) for e in s2])
-    for p, w in zip(r2, want2, strict=True):
-        assert isinstance(p, Prediction)
-        assert np.allclose(p.y, w, atol=TOL)
+    for r, w in zip(r2, want2, strict=True):
+        assert isinstance(r, Prediction)
+        assert np.allclose(r.y, w, atol=TOL)
 
 
 async def test_a_stream_whose_every_event_is_refused_writes_nothing(

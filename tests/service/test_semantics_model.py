@@ -1,10 +1,11 @@
 """A model-based test of the stream semantics (DESIGN §4; issue 16): hypothesis drives random
-interleavings of new events, equal timestamps, retries of any of the last 40 ids (across the
-32-id window and beyond it), out-of-order events, gaps beyond the reset limit, TTL expiry (an
-injected clock), state export/import and model changes through two engines sharing one store,
-and checks every answer against :class:`Reference`, a plain model of the rules written here,
-whose states come from stepping the model offline (outputs and states within ``ATOL``: the
-engine's padded batches are not bit-identical to stepping one event at a time).
+interleavings of new events, events that would overflow the state, equal timestamps, retries of
+any of the last 40 ids (across the 32-id window and beyond it), out-of-order events, gaps beyond
+the reset limit, TTL expiry (an injected clock), state export/import and model changes through
+two engines sharing one store, and checks every answer against :class:`Reference`, a plain
+model of the rules written here, whose states come from stepping the model offline (outputs and
+states within ``ATOL``: the engine's padded batches are not bit-identical to stepping one event
+at a time).
 
 Runs on the in-process store and on the harness's Redis; each example is a fresh tenant."""
 
@@ -34,7 +35,7 @@ from service.engine import Engine, EngineConfig, Event, Prediction, Rejection
 from service.live import MemoryLiveBus
 from service.metrics import Metrics
 from service.store import MemoryStore, RedisStore, StateStore
-from tests.service.conftest import LeakyModel
+from tests.service.test_poison import POISON, FragileModel
 
 T0 = 1_767_225_600.0
 WINDOW = 32
@@ -43,7 +44,8 @@ TTL_S = 1000.0
 ATOL = 1e-5
 STREAMS = ("a", "b")
 DTS = (0.0, 0.0, 0.25, 1.5, MAX_GAP_S + 20.0)  # equal timestamps twice as often; one gap
-MODELS = {"v1": LeakyModel(version="v1", seed=0), "v2": LeakyModel(version="v2", seed=1)}
+# Leaky integrators whose state overflows when x[0] >= POISON (ordinary inputs are far below).
+MODELS = {"v1": FragileModel(version="v1", seed=0), "v2": FragileModel(version="v2", seed=1)}
 _tenants = itertools.count()
 R = TypeVar("R")
 
@@ -81,8 +83,8 @@ class Reference:
     def expect(
         self, stream: str, t: float, x: tuple[float, ...], event_id: str | None, now: float
     ) -> Answer | str:
-        """The answer (an :class:`Answer`, ``"duplicate:<id>"`` or ``"out_of_order"``) and the
-        reference advanced as the engine must advance."""
+        """The answer (an :class:`Answer`, ``"duplicate:<id>"``, ``"out_of_order"`` or
+        ``"non_finite_state"``) and the reference advanced as the engine must advance."""
         model = MODELS[self.version]
         ref = self.streams.get(stream)
         reset = None
@@ -111,6 +113,8 @@ class Reference:
             h, dt, count, window = ref.h, t - ref.last_t, ref.count, ref.window
         with torch.inference_mode():
             y, h = model.step(torch.tensor([x]), torch.tensor([dt], dtype=torch.float32), h)
+        if not (torch.isfinite(y).all() and torch.isfinite(h).all()):
+            return "non_finite_state"  # refused: nothing changes
         answer = Answer(t, dt, tuple(y[0].tolist()), reset, count + 1)
         if event_id is not None:
             window = [*window, (event_id, answer)][-WINDOW:]
@@ -150,6 +154,7 @@ class SemanticsMachine(RuleBasedStateMachine):
             state_ttl_s=TTL_S,
             dedupe_window=WINDOW,
             publish_live=False,
+            max_abs_input=float("inf"),
         )
         self.engines = [
             Engine(
@@ -187,9 +192,9 @@ class SemanticsMachine(RuleBasedStateMachine):
                 original.reset,
                 original.count,
             )
-        elif want == "out_of_order":
+        elif want in ("out_of_order", "non_finite_state"):
             assert isinstance(got, Rejection), got
-            assert got.code == "out_of_order", got
+            assert got.code == want, got
         else:
             assert isinstance(want, Answer)
             assert isinstance(got, Prediction), (want, got)
@@ -256,6 +261,21 @@ class SemanticsMachine(RuleBasedStateMachine):
             t = self.last_t(stream) - by
             self.send(engine, stream, [Event(stream, t, self.x(), f"{stream}{next(self.ids)}")])
 
+    @rule(
+        engine=st.integers(0, 1),
+        stream=st.sampled_from(STREAMS),
+        dt=st.sampled_from(DTS),
+        then=st.integers(0, 2),
+    )
+    def poisoning_event(self, engine: int, stream: str, dt: float, then: int) -> None:
+        """An event that overflows the state, alone or followed in its batch by good ones."""
+        t = self.last_t(stream) + dt
+        events = [Event(stream, t, (POISON, 0.0), f"{stream}{next(self.ids)}")]
+        events += [
+            Event(stream, t + 0.5 * i, self.x(), f"{stream}{next(self.ids)}") for i in range(then)
+        ]
+        self.send(engine, stream, events)
+
     @rule(stream=st.sampled_from(STREAMS))
     def both_engines_at_once(self, stream: str) -> None:
         """The same new event through both engines concurrently: applied exactly once."""
@@ -318,7 +338,7 @@ def got_answer(p: Prediction) -> Answer:
 
 
 RUN = settings(
-    max_examples=40,
+    max_examples=30,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
