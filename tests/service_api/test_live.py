@@ -311,3 +311,46 @@ def test_an_event_sent_while_redis_is_down_gets_an_error_and_the_socket_stays_op
             assert reply["request_id"] == "back"
             assert reply["status"] == 200
             assert reply["prediction"]["count"] == 1
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+async def test_subscribers_that_leave_leave_nothing_behind(
+    make_settings: Any, redis_url: str
+) -> None:
+    """Hundreds of sockets on distinct streams, all open at once, then all closed: no session,
+    subscription, channel, pub/sub subscription or task is left."""
+    import gc
+
+    import redis.asyncio as aioredis
+
+    from service.live import Subscription
+    from service.routes.live import LiveSession
+
+    app = create_app(make_settings(redis_url=redis_url))
+    async with app.router.lifespan_context(app):
+        ctx = app.state.ctx
+        bus = ctx.live
+        baseline = len(asyncio.all_tasks())
+        for _round in range(2):
+            socks = [FakeSocket(app, f"/v1/streams/churn-{i}/live") for i in range(300)]
+            await asyncio.gather(*(s.connect() for s in socks))
+            assert len(ctx.sessions) == 300
+            await asyncio.gather(*(s.disconnect() for s in socks))
+            del socks
+        await wait_for(lambda: not bus._subscribed and not bus._outstanding)
+        assert ctx.sessions == set()
+        assert bus._local.subscribers == {}
+        assert bus._confirmed == {}
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            assert await client.pubsub_channels("liquid:live:*") == []
+        finally:
+            await client.aclose()
+        # the bus's two tasks (control, reader) started with the first subscriber; no more
+        assert len(asyncio.all_tasks()) <= baseline + 2
+        gc.collect()
+        left = [o for o in gc.get_objects() if type(o) in (LiveSession, Subscription)]
+        assert left == []
+        text = ctx.metrics.render_latest()[0].decode()
+        assert metric_value(text, "liquid_websocket_connections") == 0
