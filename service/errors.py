@@ -46,8 +46,6 @@ class ErrorCode(str, Enum):
     NON_FINITE_VALUE = "non_finite_value"
     VALUE_OUT_OF_RANGE = "value_out_of_range"
     NON_FINITE_STATE = "non_finite_state"
-    VALUE_OUT_OF_RANGE = "value_out_of_range"
-    NON_FINITE_STATE = "non_finite_state"
     INVALID_TIMESTAMP = "invalid_timestamp"
     OUT_OF_ORDER = "out_of_order"
     UNAUTHORIZED = "unauthorized"
@@ -75,8 +73,6 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_FEATURE: 422,
     ErrorCode.MISSING_FEATURE: 422,
     ErrorCode.NON_FINITE_VALUE: 422,
-    ErrorCode.VALUE_OUT_OF_RANGE: 422,
-    ErrorCode.NON_FINITE_STATE: 422,
     ErrorCode.VALUE_OUT_OF_RANGE: 422,
     ErrorCode.NON_FINITE_STATE: 422,
     ErrorCode.INVALID_TIMESTAMP: 422,

@@ -170,12 +170,6 @@ class Settings(BaseSettings):
         description="Largest magnitude of a feature value; beyond it an event is refused (422 "
         "`value_out_of_range`). inf: only the float32 range.",
     )
-    max_abs_input: float = Field(
-        default=1e15,
-        gt=0,
-        description="Largest magnitude of a feature value; beyond it an event is refused (422 "
-        "`value_out_of_range`). inf: only the float32 range.",
-    )
     max_cas_retries: int = Field(
         default=16, description="Compare-and-set retries before a conflicting write gives up."
     )
