@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 REPLAY_RTOL = 1e-5
-REPLAY_ATOL = 1e-5
+REPLAY_ATOL = 3e-5
 
 
 def replay_atol(steps: int) -> float:

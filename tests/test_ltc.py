@@ -254,6 +254,7 @@ def test_masked_steps_keep_the_state(path: str) -> None:
     assert torch.isfinite(y).all()
     assert torch.equal(h3[1], h2[1])
     torch.testing.assert_close(y[1, 2], cell.output_of(h2)[1], rtol=0, atol=0)
+    # Same batch, same per-step kernels: a sequence's prefix is stepped by the very same calls.
     torch.testing.assert_close(y[:, :2], y_prefix, rtol=0, atol=0)
 
 
@@ -431,7 +432,9 @@ def test_inference_cache_follows_parameter_updates() -> None:
         y1, _ = cell(x[:, 0], h, dt)
     y_fresh, _ = cell(x[:, 0], h, dt)  # autograd on: nothing cached
     assert not torch.allclose(y0, y1)
-    torch.testing.assert_close(y1, y_fresh.detach(), rtol=0, atol=0)
+    # The cached (folded) inference kernel and the autograd path are different kernels: they agree
+    # to float32 round-off (docs/numerics.md), not bit for bit on every CPU.
+    torch.testing.assert_close(y1, y_fresh.detach(), rtol=0, atol=1e-6)
     cell.double()
     with torch.inference_mode():
         y2, _ = cell(x[:, 0].double(), h.double(), dt.double())
