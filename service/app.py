@@ -25,6 +25,7 @@ from service.engine import Engine, EngineConfig
 from service.errors import JSONResponse, install_error_handlers
 from service.failures import install_failure_handlers
 from service.live import MemoryLiveBus, RedisLiveBus
+from service.memory_release import freeze_startup_heap, release_after_crowds_leave
 from service.metrics import Metrics, multiprocess_dir
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.models import ModelRegistry
@@ -143,10 +144,19 @@ def create_app(
             engine.device,
             "redis" if url else "the in-process store",
         )
+        releaser = None
+        if settings.memory_release_threshold:
+            releaser = asyncio.create_task(
+                release_after_crowds_leave(
+                    lambda: len(ctx.sessions), settings.memory_release_threshold
+                )
+            )
         try:
             yield
         finally:
             ctx.closing = True
+            if releaser is not None:
+                releaser.cancel()
             await _end_live_sessions(ctx)
             await engine.stop()
             ctx.engine = None
@@ -206,4 +216,7 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn (``--factory``): settings from ``liquid serve`` or the environment."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(raw) if raw else Settings()
-    return create_app(settings)
+    app = create_app(settings)
+    # A serving process only (not an app built in tests): its start-up heap lives as long as it.
+    freeze_startup_heap()
+    return app

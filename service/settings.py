@@ -246,6 +246,13 @@ class Settings(BaseSettings):
         default=5,
         description="`Retry-After` (seconds) of 503 answers when the state store is down or full.",
     )
+    memory_release_threshold: int = Field(
+        default=256,
+        ge=0,
+        description="When this many live WebSocket sessions have closed since their peak (and at "
+        "least half of them), collect garbage and return free heap to the OS "
+        "(service/memory_release.py). 0: never.",
+    )
 
     # -- field validation ------------------------------------------------------------------
     @field_validator("models", mode="before")
