@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.engine import (
     EngineStopped,
@@ -24,7 +22,7 @@ from service.engine import (
     StreamNotFound,
     UnknownModel,
 )
-from service.engine.storage import StoreFull
+from service.engine.storage import STORE_DOWN, StoreFull
 from service.errors import STATUS, ApiError, ErrorCode, JSONResponse
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,6 @@ ENGINE_ERRORS: tuple[tuple[type[Exception], ErrorCode], ...] = (
     (StateConflict, ErrorCode.UNAVAILABLE),
     (StateUnreadable, ErrorCode.INTERNAL),
 )
-STORE_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 STORE_DOWN_MESSAGE = "the state store is unavailable; retry later"
 
 

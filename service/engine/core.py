@@ -43,7 +43,7 @@ from service.engine.guard import finite_row, first_non_finite_step
 from service.engine.publish import LivePublisher, prediction_message
 from service.engine.results import count_outcome, results_of
 from service.engine.served import ServableModel, ServedModels
-from service.engine.storage import TimedStore, read_record
+from service.engine.storage import STORE_FAILURES, TimedStore, read_record
 from service.engine.types import (
     Event,
     EventResult,
@@ -243,6 +243,9 @@ class Engine:
                 return  # closed and drained
             try:
                 await self._process(batch)
+            except STORE_FAILURES as exc:  # the store's condition: one line, no trace per batch
+                log.warning("batch of %d events failed: %r", len(batch), exc)
+                _fail(batch, exc)
             except Exception as exc:  # a store or model failure fails this batch, not the engine
                 log.exception("batch of %d events failed", len(batch))
                 _fail(batch, exc)

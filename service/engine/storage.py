@@ -36,6 +36,12 @@ class StoreFull(EngineError, RuntimeError):  # noqa: N818
     ``noeviction`` policy). Nothing was written (503 ``store_full``)."""
 
 
+# The store is unreachable or slow: expected in operation (answered 503, logged without a trace).
+STORE_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+# Failures of a batch that are the store's condition, not a bug.
+STORE_FAILURES: tuple[type[Exception], ...] = (StoreFull, *STORE_DOWN)
+
+
 async def accepts_writes(store: Any) -> bool:
     """Whether ``store`` takes a write now: ``False`` when a Redis store answers but refuses
     writes (out of memory, a read-only replica). A store without a Redis client (the in-process
