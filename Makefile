@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU wheel first: an unpinned torch would pull several GB of CUDA packages.
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e '.[dev,train,bench]'
+	# Native LTC kernels built now, not on the first request; no compiler: the PyTorch path, said once.
+	$(PY) -m liquidcore.native
 	touch $@
 
 install: $(VENV)/.installed
