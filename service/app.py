@@ -20,18 +20,18 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from service.auth import Authenticator
+from service.api.auth import Authenticator
+from service.api.deps import AppContext
+from service.api.errors import JSONResponse, install_error_handlers
+from service.api.failures import install_failure_handlers
+from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.api.routers import events, health, live, models, streams, ui
+from service.api.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateIn, StreamEventIn
 from service.engine import Engine, EngineConfig
-from service.errors import JSONResponse, install_error_handlers
-from service.failures import install_failure_handlers
-from service.live import MemoryLiveBus, RedisLiveBus
+from service.engine.registry import ModelRegistry
+from service.live.bus import MemoryLiveBus, RedisLiveBus
 from service.memory_release import freeze_startup_heap, release_after_crowds_leave
 from service.metrics import Metrics, multiprocess_dir
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from service.models import ModelRegistry
-from service.routes import events, health, live, models, streams, ui
-from service.routes.deps import AppContext
-from service.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateIn, StreamEventIn
 from service.settings import SETTINGS_ENV, Settings
 from service.store import make_store
 
@@ -112,7 +112,8 @@ def create_app(
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     if registry is None:
         registry = ModelRegistry.load(settings.models)
-    registry = registry.with_input_limit(settings.max_abs_input)
+    config = engine_config(settings)
+    registry = registry.configured(config)
     metrics = Metrics()
     ctx = AppContext(
         settings=settings,
@@ -121,7 +122,6 @@ def create_app(
         metrics=metrics,
         stream_id_re=re.compile(settings.stream_id_pattern),
     )
-    config = engine_config(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,7 +131,7 @@ def create_app(
             ctx.live = live_bus
         else:
             ctx.live = RedisLiveBus(url, metrics=metrics) if url else MemoryLiveBus(metrics)
-        engine = Engine(registry.as_mapping(), ctx.store, ctx.live, metrics, config)
+        engine = Engine(registry, ctx.store, ctx.live, metrics, config)
         await engine.start()
         ctx.engine = engine
         ctx.closing = False

@@ -165,10 +165,10 @@ def run_server(settings: Any, app: Any = None) -> None:
     worker process, sharing the socket and the metrics."""
     import uvicorn
 
-    from service.redaction import server_log_config
+    from service.api.redaction import server_log_config
+    from service.api.timeouts import HTTP_PROTOCOL, WS_PROTOCOL, ServerConfig
     from service.settings import SETTINGS_ENV
     from service.threads import apply_torch_threads
-    from service.timeouts import HTTP_PROTOCOL, WS_PROTOCOL, ServerConfig
 
     apply_torch_threads(settings.torch_threads)
     os.environ[SETTINGS_ENV] = settings.model_dump_json()

@@ -20,6 +20,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.store.record import COUNTED_RESETS
+
 # 0.1 ms to 2.5 s: from an in-memory store hit to a stalled Redis.
 LATENCY_BUCKETS = (
     0.0001,
@@ -58,7 +60,6 @@ TIME_GAP_BUCKETS = (
 )
 
 EVENT_OUTCOMES = ("applied", "duplicate", "out_of_order", "rejected", "reset")
-RESET_REASONS = ("gap", "model_change", "expired")
 
 
 def multiprocess_dir() -> str | None:
@@ -175,7 +176,7 @@ class Metrics:
         )
         for outcome in EVENT_OUTCOMES:
             self.events.labels(outcome=outcome)
-        for reason in RESET_REASONS:
+        for reason in COUNTED_RESETS:
             self.stream_resets.labels(reason=reason)
 
     def render_latest(self) -> tuple[bytes, str]:

@@ -1,4 +1,5 @@
-"""liquidcore's import structure: no cycles, never the service, native kernels as a leaf.
+"""Import structure. liquidcore: no cycles, never the service, native kernels as a leaf. The
+service: the layers api -> engine -> store, the demo and the client outside the server.
 
 The graph is read from the sources with ``ast`` and counts every import: at module level, inside
 functions (lazy imports) and under ``TYPE_CHECKING``, since each is a dependency of one module
@@ -21,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 ROOT = "liquidcore"
 
 
-def module_names() -> dict[str, Path]:
+def module_names(root: str = ROOT) -> dict[str, Path]:
     names = {}
-    for path in sorted((REPO / ROOT).rglob("*.py")):
+    for path in sorted((REPO / root).rglob("*.py")):
         parts = list(path.relative_to(REPO).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -180,3 +181,59 @@ def test_every_module_imports_first_in_a_fresh_process() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+# -- the service -----------------------------------------------------------------------------
+SERVICE = module_names("service")
+# What the server process runs: everything but the CLI's lazily loaded demo and the client.
+SERVER = {
+    n: p
+    for n, p in SERVICE.items()
+    if not n.startswith(("service.demo", "service.client"))
+    and n not in ("service.cli",)
+    and not n.endswith("__main__")
+}
+
+
+def _service_imports(name: str) -> set[str]:
+    """The service modules (and their packages) an import in ``name`` runs, lazy ones included."""
+    out: set[str] = set()
+    for target in imported(SERVICE[name]):
+        out.update(t for t in (*_ancestors(target), target) if t in SERVICE)
+    return out - {name}
+
+
+def test_the_server_never_imports_the_demo() -> None:
+    wrong = {
+        n: sorted(t for t in _service_imports(n) if t.startswith("service.demo")) for n in SERVER
+    }
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
+@pytest.mark.parametrize(
+    ("layer", "may_not_import"),
+    [
+        ("service.store", ("service.engine", "service.api", "service.live", "service.app")),
+        ("service.engine", ("service.api", "service.live.session", "service.app")),
+        ("service.live.bus", ("service.api", "service.engine", "service.app")),
+        ("service.client", ("service.api", "service.engine", "service.store", "service.live")),
+    ],
+)
+def test_service_layers(layer: str, may_not_import: tuple[str, ...]) -> None:
+    wrong = {
+        n: sorted(t for t in _service_imports(n) if t.startswith(may_not_import))
+        for n in SERVICE
+        if n == layer or n.startswith(layer + ".")
+    }
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_serving_loads_no_demo_module() -> None:
+    code = (
+        "import sys, service.app, service.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('service.demo')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -5,7 +5,10 @@ compare-and-set write-back. ``from service.engine import X`` is the interface; t
   ``StateSnapshot``)
 - ``errors``: the exceptions the API maps to status codes
 - ``config``: ``EngineConfig``
-- ``served``: ``ServableModel`` (what the engine needs of a model) and the served set
+- ``registry``: ``ModelRegistry``, the served models (``ServableModel``: what the engine
+  needs of a model; ``ServedModel``: what the API shows of one, with its stream policy)
+- ``batcher``: the queue that gathers events into batches
+- ``semantics``: the per-stream rules (order, dedupe, gaps, expiry) as a pure function
 - ``core``: ``Engine``, the queue and the batch loop (load, decide, compute, commit, retry)
 - ``compute``: the batched model call on the device, on the single worker thread
 - ``storage``: the store as the engine uses it (timed, records decoded)
@@ -22,7 +25,6 @@ Interface changes against the brief: none. Additions: ``EngineConfig.expiry_grac
 ``Engine.active_stream_count()``, ``prediction_message``.
 """
 
-from service.codec import RecentEntry
 from service.engine.config import EngineConfig
 from service.engine.core import Engine
 from service.engine.errors import (
@@ -37,7 +39,7 @@ from service.engine.errors import (
     UnknownModel,
 )
 from service.engine.publish import prediction_message
-from service.engine.served import ServableModel
+from service.engine.registry import ModelRegistry, ServableModel, ServedModel
 from service.engine.types import (
     Event,
     EventResult,
@@ -46,6 +48,7 @@ from service.engine.types import (
     StateSnapshot,
     StreamInfo,
 )
+from service.store.record import RecentEntry
 
 __all__ = [
     "Engine",
@@ -57,10 +60,12 @@ __all__ = [
     "InvalidEvent",
     "InvalidState",
     "InvalidTime",
+    "ModelRegistry",
     "Prediction",
     "RecentEntry",
     "Rejection",
     "ServableModel",
+    "ServedModel",
     "StateConflict",
     "StateSnapshot",
     "StateUnreadable",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from service.codec import StreamRecord, encode_record
 from service.engine.compute import DeviceExecutor
 from service.engine.config import EngineConfig
 from service.engine.errors import (
@@ -22,14 +21,15 @@ from service.engine.errors import (
     StateUnreadable,
     StreamNotFound,
 )
-from service.engine.served import ServableModel, ServedModels
+from service.engine.registry import ModelRegistry, ServableModel
+from service.engine.semantics import is_live
 from service.engine.snapshot import info_of, record_of, snapshot_of
 from service.engine.storage import TimedStore, read_record
 from service.engine.types import Prediction, StateSnapshot, StreamInfo
-from service.keys import state_key
 from service.metrics import Metrics
 from service.store.base import CasWrite
-from service.stream_semantics import is_live
+from service.store.keys import state_key
+from service.store.record import StreamRecord, encode_record
 
 
 class StreamAdmin:
@@ -37,14 +37,14 @@ class StreamAdmin:
 
     def __init__(
         self,
-        served: ServedModels,
+        registry: ModelRegistry,
         store: TimedStore,
         executor: DeviceExecutor,
         metrics: Metrics,
         config: EngineConfig,
         clock: Callable[[], float],
     ) -> None:
-        self._served = served
+        self._registry = registry
         self._store = store
         self._executor = executor
         self._metrics = metrics
@@ -54,9 +54,9 @@ class StreamAdmin:
     async def _live_record(
         self, tenant: str, model_name: str, stream_id: str
     ) -> tuple[ServableModel, StreamRecord | None]:
-        model = self._served.get(model_name)
+        model = self._registry.model(model_name)
         _, record = await self._store.load_record(state_key(tenant, model_name, stream_id))
-        if not is_live(record, self._served.policy(model_name), self._clock()):
+        if not is_live(record, self._registry.policy(model_name), self._clock()):
             return model, None
         return model, record
 
@@ -68,7 +68,7 @@ class StreamAdmin:
         model, record = await self._live_record(tenant, model_name, stream_id)
         if record is None:
             raise StreamNotFound(f"stream {stream_id!r} has no state for model {model_name!r}")
-        served = self._served.version(model_name)
+        served = self._registry.version(model_name)
         if record.version != served:
             raise InvalidState(
                 f"the state of stream {stream_id!r} belongs to model version {record.version}; "
@@ -111,8 +111,8 @@ class StreamAdmin:
         self, tenant: str, model_name: str, stream_id: str, snap: StateSnapshot
     ) -> StreamInfo:
         """Replace the stream's state with ``snap`` (checked against the served model)."""
-        model = self._served.get(model_name)
-        record = record_of(snap, model, self._served.policy(model_name), self._clock())
+        model = self._registry.model(model_name)
+        record = record_of(snap, model, self._registry.policy(model_name), self._clock())
         key = state_key(tenant, model_name, stream_id)
         payload = encode_record(record)
         for _ in range(self.config.max_cas_retries + 1):
@@ -128,13 +128,15 @@ class StreamAdmin:
     async def delete_stream(self, tenant: str, model_name: str, stream_id: str) -> bool:
         """Forget the stream's state; ``True`` if it had one (an expired record kept for its
         grace period is removed too, but counts as none, as ``stream_info`` says)."""
-        self._served.get(model_name)
+        self._registry.model(model_name)
         key = state_key(tenant, model_name, stream_id)
         (stored,) = await self._store.load([key])
         live = True
         if stored is not None:
             try:
-                live = is_live(read_record(stored), self._served.policy(model_name), self._clock())
+                live = is_live(
+                    read_record(stored), self._registry.policy(model_name), self._clock()
+                )
             except StateUnreadable:
                 live = True  # an unreadable record is there; deleting it is the way out
         existed = await self._store.delete(key)

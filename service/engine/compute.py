@@ -1,7 +1,7 @@
 """Execute on the device: batched model calls on the engine's single worker thread.
 
 Nothing here decides anything. The batch loop (``service.engine.core``) hands over rows that
-``service.stream_semantics`` already planned (which steps, their Δt, where the state restarts);
+``service.engine.semantics`` already planned (which steps, their Δt, where the state restarts);
 this module pads them into tensors, runs one ``model.forward`` per model in
 ``torch.inference_mode`` on the worker thread, and returns numpy arrays.
 
@@ -26,7 +26,7 @@ import torch
 from liquidcore import native
 from liquidcore.device import resolve_device
 from service.engine.errors import EngineStopped
-from service.engine.served import ServableModel
+from service.engine.registry import ServableModel
 from service.metrics import Metrics
 
 R = TypeVar("R")

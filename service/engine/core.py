@@ -4,7 +4,7 @@ One batch (:meth:`Engine._process`), as DESIGN §2 draws it::
 
     batcher --(up to max_batch events / max_delay_s)--> group by stream
       -> load every stream's record (one pipelined round trip)
-      -> plan each stream (service.stream_semantics: duplicates, order, gaps, expiry, restarts)
+      -> plan each stream (service.engine.semantics: duplicates, order, gaps, expiry, restarts)
       -> one model.forward per served model over all its streams (padded with mask, resets
          mid-sequence via reset), in torch.inference_mode on the engine's single worker thread
          (service.engine.compute)
@@ -32,17 +32,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.batcher import Batcher, BatcherClosed, Pending, group_by_stream
-from service.codec import StreamRecord, encode_record, floats_to_f32
 from service.engine.activity import ActiveStreams
 from service.engine.admin import StreamAdmin
+from service.engine.batcher import Batcher, BatcherClosed, Pending, group_by_stream
 from service.engine.compute import DeviceExecutor, ModelCall, Row
 from service.engine.config import EngineConfig
 from service.engine.errors import EngineStopped, StateConflict, StateUnreadable
 from service.engine.guard import finite_row, first_non_finite_step
 from service.engine.publish import LivePublisher, prediction_message
+from service.engine.registry import ModelRegistry, ServableModel
 from service.engine.results import count_outcome, results_of
-from service.engine.served import ServableModel, ServedModels
+from service.engine.semantics import Incoming, Plan, Step, build_record, plan_stream
 from service.engine.storage import STORE_FAILURES, TimedStore, read_record
 from service.engine.types import (
     Event,
@@ -52,11 +52,11 @@ from service.engine.types import (
     StreamInfo,
     check_event,
 )
-from service.keys import live_channel, state_key
-from service.live import LiveBus
+from service.live.bus import LiveBus
 from service.metrics import Metrics
 from service.store.base import CasWrite, StateStore, Versioned
-from service.stream_semantics import Incoming, Plan, Step, build_record, plan_stream
+from service.store.keys import live_channel, state_key
+from service.store.record import StreamRecord, encode_record, floats_to_f32
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +108,14 @@ def _fail(pending: Sequence[Pending[_Job]], exc: BaseException) -> None:
 
 
 class Engine:
-    """Serves ``models`` (name -> model) over ``store`` and ``live``. ``start`` before use and
-    ``stop`` at shutdown (it drains the queue); the store and bus stay the caller's to close.
+    """Serves ``models`` (a :class:`ModelRegistry` or ``{name: model}``) over ``store`` and
+    ``live``. ``start`` before use and ``stop`` at shutdown (it drains the queue); the store and
+    bus stay the caller's to close.
     ``clock``: wall-clock seconds (injectable for tests of expiry)."""
 
     def __init__(
         self,
-        models: Mapping[str, ServableModel],
+        models: ModelRegistry | Mapping[str, ServableModel],
         store: StateStore,
         live: LiveBus,
         metrics: Metrics,
@@ -122,7 +123,8 @@ class Engine:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._served = ServedModels(models, config)
+        registry = models if isinstance(models, ModelRegistry) else ModelRegistry(models)
+        self._registry = registry.configured(config)
         self._store = TimedStore(store, metrics)
         self._metrics = metrics
         self.config = config
@@ -131,14 +133,16 @@ class Engine:
         self._clock = clock
         self._publisher = LivePublisher(live, metrics)
         self._active = ActiveStreams(config.active_window_s, metrics)
-        self._admin = StreamAdmin(self._served, self._store, self._executor, metrics, config, clock)
+        self._admin = StreamAdmin(
+            self._registry, self._store, self._executor, metrics, config, clock
+        )
         self._batcher: Batcher[_Job] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._stopped = False
 
     @property
     def models(self) -> Mapping[str, ServableModel]:
-        return self._served.models
+        return self._registry.as_mapping()
 
     @property
     def running(self) -> bool:
@@ -183,7 +187,7 @@ class Engine:
             raise EngineStopped("a stopped engine cannot be restarted; make a new one")
         if self._worker is not None:
             return
-        await self._executor.place(self._served.models.values())
+        await self._executor.place(self._registry.as_mapping().values())
         self._batcher = Batcher(
             self.config.max_batch, self.config.max_delay_s, max_queue=self.config.max_queue
         )
@@ -214,7 +218,7 @@ class Engine:
     ) -> list[EventResult]:
         """Apply ``events`` (any streams; each stream's in the given order) and return one
         result per event, in order, once every state they changed is committed."""
-        model = self._served.get(model_name)
+        model = self._registry.model(model_name)
         if self._batcher is None or self._stopped:
             raise EngineStopped("the engine is not running")
         jobs = []
@@ -289,7 +293,7 @@ class Engine:
                 _fail(pending, err)
                 continue
             incoming = [Incoming(p.item.event.t, p.item.event.event_id) for p in pending]
-            plan = plan_stream(record, incoming, self._served.policy(model_name), now)
+            plan = plan_stream(record, incoming, self._registry.policy(model_name), now)
             version = stored.version if stored else 0
             works.append(_Work(key, pending, model_name, record, version, plan, incoming))
         computing = [w for w in works if w.plan.writes]
@@ -299,7 +303,7 @@ class Engine:
         writing = [w for w in works if w.plan.writes]  # a stream may have lost all its steps
         writes = []
         for w in writing:
-            policy = self._served.policy(w.model_name)
+            policy = self._registry.policy(w.model_name)
             new = build_record(w.plan, policy, w.incoming, w.outputs, w.h, w.x, now)
             writes.append(CasWrite(w.key, w.version, encode_record(new), self.config.store_ttl_s))
         won = await self._store.save(writes)
@@ -321,9 +325,9 @@ class Engine:
     def _resolve(self, w: _Work, messages: list[tuple[str, str]]) -> None:
         """Answer a committed stream's events, count them, and queue its live messages."""
         events = [p.item.event for p in w.pending]
-        version = self._served.version(w.model_name)
+        version = self._registry.version(w.model_name)
         results = results_of(w.plan.outcomes, events, w.outputs, w.model_name, version)
-        output_names = self._served.get(w.model_name).output_names
+        output_names = self._registry.model(w.model_name).output_names
         for outcome, result in zip(w.plan.outcomes, results, strict=True):
             count_outcome(self._metrics, outcome)
             if isinstance(outcome, Step) and self.config.publish_live:
@@ -344,13 +348,13 @@ class Engine:
         bad = [w for w in works if not w.finite]
         while bad:
             for w in bad:
-                model = self._served.get(w.model_name)
+                model = self._registry.model(w.model_name)
                 assert w.ys is not None
                 j = await first_non_finite_step(self._executor, model, w.row(), w.ys)
                 index = w.plan.steps[j].index
                 log.info("%s: batch event %d refused: its step went non-finite", w.key, index)
                 w.refused = w.refused | {index}
-                policy = self._served.policy(w.model_name)
+                policy = self._registry.policy(w.model_name)
                 w.plan = plan_stream(w.record, w.incoming, policy, now, w.refused)
             redo = [w for w in bad if w.plan.writes]
             if redo:
@@ -364,7 +368,7 @@ class Engine:
         for w in works:
             by_model.setdefault(w.model_name, []).append(w)
         calls: list[ModelCall] = [
-            (self._served.get(name), [w.row() for w in ws]) for name, ws in by_model.items()
+            (self._registry.model(name), [w.row() for w in ws]) for name, ws in by_model.items()
         ]
         results = await self._executor.forward(calls)
         for ws, (ys, hs) in zip(by_model.values(), results, strict=True):

@@ -4,7 +4,7 @@ and the search for the event that made it non-finite.
 A step is finite when its presented outputs and the state it leaves are all finite. The batch
 loop (``service.engine.core``) checks every stream's computed row; for a stream that failed it
 asks :func:`first_non_finite_step` which planned step went wrong, refuses that event
-(``service.stream_semantics.NonFinite``), plans the stream again without it and recomputes, so
+(``service.engine.semantics.NonFinite``), plans the stream again without it and recomputes, so
 the stream's other events are answered as if the refused one had never been sent and no
 non-finite state is ever stored.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.engine.compute import DeviceExecutor, Row
-from service.engine.served import ServableModel
+from service.engine.registry import ServableModel
 
 
 def finite_row(ys: np.ndarray, h: np.ndarray) -> bool:

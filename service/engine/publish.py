@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.engine.types import Prediction
-from service.live import LiveBus
+from service.live.bus import LiveBus
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)

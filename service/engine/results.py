@@ -1,5 +1,5 @@
 """What a committed stream's events are answered, and how each is counted: the planned
-outcomes (``service.stream_semantics``) with the computed outputs become one
+outcomes (``service.engine.semantics``) with the computed outputs become one
 :class:`Prediction` or :class:`Rejection` per event.
 
 An event whose step went non-finite is a 422 ``non_finite_state`` rejection.
@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from service.engine.types import Event, EventResult, Prediction, Rejection
-from service.metrics import Metrics
-from service.stream_semantics import (
-    RESET_REASONS,
+from service.engine.semantics import (
     Duplicate,
     NonFinite,
     Outcome,
     OutOfOrder,
     Step,
 )
+from service.engine.types import Event, EventResult, Prediction, Rejection
+from service.metrics import Metrics
+from service.store.record import COUNTED_RESETS
 
 
 def results_of(
@@ -104,7 +104,7 @@ def count_outcome(metrics: Metrics, outcome: Outcome) -> None:
     """Count ``outcome`` in ``liquid_events_total`` (and a step's Δt and reset)."""
     if isinstance(outcome, Step):
         metrics.event_dt.observe(outcome.dt)
-        if outcome.reset in RESET_REASONS:
+        if outcome.reset in COUNTED_RESETS:
             metrics.events.labels(outcome="reset").inc()
             metrics.stream_resets.labels(reason=outcome.reset).inc()
         else:

@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 
-from service.codec import RecentEntry, StreamRecord, floats_to_f32
 from service.engine.errors import InvalidState
-from service.engine.served import ServableModel
+from service.engine.registry import ServableModel
+from service.engine.semantics import Policy, last_n
 from service.engine.types import StateSnapshot, StreamInfo, all_finite
-from service.stream_semantics import RESET_REASONS, Policy, last_n
+from service.store.record import RESET_REASONS, RecentEntry, StreamRecord, floats_to_f32
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -78,7 +78,7 @@ def record_of(
                 f"recent prediction {e.event_id!r} must have {model.output_size} finite "
                 "outputs and a finite time and dt"
             )
-        if e.reset not in (None, "first_event", *RESET_REASONS):
+        if e.reset not in RESET_REASONS:
             raise InvalidState(f"recent prediction {e.event_id!r} has an unknown reset")
         recent.pop(e.event_id, None)
         recent[e.event_id] = e

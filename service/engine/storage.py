@@ -13,10 +13,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.codec import CodecError, StreamRecord, decode_record
 from service.engine.errors import EngineError, StateUnreadable
 from service.metrics import Metrics
 from service.store.base import CasWrite, StateStore, Versioned
+from service.store.record import CodecError, StreamRecord, decode_record
 
 
 def read_record(stored: Versioned) -> StreamRecord:

@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from service.codec import RecentEntry
 from service.engine.errors import InvalidEvent
+from service.store.record import RecentEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class Prediction:
     model: str
     version: str
     duplicate: bool
-    reset: str | None  # None | "first_event" | "gap" | "model_change" | "expired"
+    reset: str | None  # a ResetReason value (service.store.record)
     event_id: str | None
     count: int  # events applied to the stream so far
 

@@ -1,6 +1,6 @@
 """The state store contract: versioned byte records with compare-and-set writes and a TTL.
 
-A store only does I/O; what the bytes mean is :mod:`service.codec`'s business. Every record
+A store only does I/O; what the bytes mean is :mod:`service.store.record`'s business. Every record
 carries a version, a positive integer: a compare-and-set write names the version it read (0: the
 key must not exist) and, when that is still the stored version, writes ``expected + 1`` with
 the payload and (re)sets the TTL, atomically. So two writers that read the same version cannot

@@ -1,9 +1,9 @@
 """The Redis state store (``redis.asyncio`` with the hiredis parser when installed).
 
-Data layout: one Redis hash per stream key (see :mod:`service.keys`) with three fields::
+Data layout: one Redis hash per stream key (see :mod:`service.store.keys`) with three fields::
 
     v   the record version, a decimal integer >= 1
-    d   the payload (a :mod:`service.codec` record)
+    d   the payload (a :mod:`service.store.record` record)
     w   the token of the write call that produced this version (8 random bytes)
 
 and the key's TTL (PEXPIRE), reset by every write.

@@ -12,7 +12,7 @@ import torch
 from liquidcore.checkpoint import load_model
 from service.demo import recordings as rec
 from service.demo.train import CARD_FILE, MAX_BYTES, score
-from service.models import ModelRegistry
+from service.engine.registry import ModelRegistry
 from service.settings import DEMO_MODEL_DIR
 from tests.demo.conftest import has_sktime_data
 

@@ -9,8 +9,8 @@ import re
 import httpx
 import pytest
 
+from service.api.routers.ui import ASSETS, STATIC_DIR
 from service.app import create_app
-from service.routes.ui import ASSETS, STATIC_DIR
 from service.settings import Settings
 
 

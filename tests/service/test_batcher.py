@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.batcher import Batcher, BatcherClosed, group_by_stream
+from service.engine.batcher import Batcher, BatcherClosed, group_by_stream
 
 pytestmark = pytest.mark.anyio
 

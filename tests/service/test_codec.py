@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.codec import (
+from service.store.record import (
     FORMAT_VERSION,
     MAGIC,
     CodecError,

@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from liquidcore.numerics import replay_mismatch
-from service.codec import StreamRecord, encode_record, floats_to_f32
 from service.engine import (
     Engine,
     EngineConfig,
@@ -37,10 +36,11 @@ from service.engine import (
     StreamNotFound,
     UnknownModel,
 )
-from service.keys import live_channel, state_key
-from service.live import LiveBus, MemoryLiveBus, RedisLiveBus
+from service.live.bus import LiveBus, MemoryLiveBus, RedisLiveBus
 from service.metrics import Metrics
 from service.store import CasWrite, StateStore, Versioned
+from service.store.keys import live_channel, state_key
+from service.store.record import StreamRecord, encode_record, floats_to_f32
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ import torch
 
 from liquidcore.checkpoint import load_model, save_model
 from service.engine import Engine, EngineConfig, Event, Prediction
-from service.live import MemoryLiveBus
+from service.live.bus import MemoryLiveBus
 from service.metrics import Metrics
 from service.store import StateStore
 from tests.model_factory import RECURRENT_VARIANTS, make_model
@@ -38,7 +38,7 @@ async def test_a_baseline_artifact_is_served_as_stepped_offline(
     store: StateStore, kind: str, tmp_path: Path
 ) -> None:
     version = save_model(make_model(kind, seed=2), tmp_path / kind)
-    model = load_model(tmp_path / kind)  # what service.models loads
+    model = load_model(tmp_path / kind)  # what service.engine.registry loads
     assert model.version == version
     assert type(model.cell).cell_type == kind
     rng = random.Random(3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.keys import hash_slot, live_channel, state_key
+from service.store.keys import hash_slot, live_channel, state_key
 
 
 def test_formats() -> None:

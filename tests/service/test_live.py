@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from service.live import LiveBus, MemoryLiveBus, RedisLiveBus, Subscription
+from service.live.bus import LiveBus, MemoryLiveBus, RedisLiveBus, Subscription
 from service.metrics import Metrics
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.codec import RecentEntry, StreamRecord, floats_to_f32
-from service.stream_semantics import (
+from service.engine.semantics import (
     Duplicate,
     Incoming,
     OutOfOrder,
@@ -22,6 +21,7 @@ from service.stream_semantics import (
     plan_stream,
     restart_reason,
 )
+from service.store.record import RecentEntry, StreamRecord, floats_to_f32
 
 POLICY = Policy(
     model="m", version="v1", first_dt=0.5, max_gap_s=100.0, ttl_s=1000.0, dedupe_window=3

@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 )
 
 from service.engine import Engine, EngineConfig, Event, Prediction, Rejection
-from service.live import MemoryLiveBus
+from service.live.bus import MemoryLiveBus
 from service.metrics import Metrics
 from service.store import MemoryStore, RedisStore, StateStore
 from tests.service.test_poison import POISON, FragileModel

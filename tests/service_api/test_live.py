@@ -324,8 +324,8 @@ async def test_subscribers_that_leave_leave_nothing_behind(
 
     import redis.asyncio as aioredis
 
-    from service.live import Subscription
-    from service.routes.live import LiveSession
+    from service.api.routers.live import LiveSession
+    from service.live.bus import Subscription
 
     app = create_app(make_settings(redis_url=redis_url))
     async with app.router.lifespan_context(app):

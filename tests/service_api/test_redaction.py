@@ -13,7 +13,7 @@ import pytest
 from uvicorn.logging import AccessFormatter
 from websockets.sync.client import connect
 
-from service.redaction import REDACTED, RedactSecrets, redact
+from service.api.redaction import REDACTED, RedactSecrets, redact
 
 KEY = "sk-live-0123456789abcdef"
 

@@ -6,16 +6,16 @@ import re
 
 import pytest
 
-from service.errors import ErrorCode
-from service.schemas import (
-    FeatureSpec,
+from service.api.encode import rfc3339
+from service.api.errors import ErrorCode
+from service.api.parsing import (
     FieldError,
     check_stream_id,
     parse_event,
     parse_features,
     parse_timestamp,
-    rfc3339,
 )
+from service.engine.registry import FeatureSpec
 
 T0 = 1_714_564_800.0
 SPEC = FeatureSpec(3, ("temp", "vib", "rpm"))

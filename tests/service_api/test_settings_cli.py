@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service import cli
 from service.engine import UnknownModel
-from service.models import ModelRegistry
+from service.engine.registry import ModelRegistry
 from service.settings import Settings, is_loopback
 from tests.service_api.conftest import build_model
 
@@ -202,7 +202,7 @@ def test_registry(artifacts: dict[str, Path]) -> None:
 
 
 def test_demo_model_is_the_default() -> None:
-    from service.models import DEMO_MODEL_DIR
+    from service.engine.registry import DEMO_MODEL_DIR
 
     if (DEMO_MODEL_DIR / "config.json").is_file():
         reg = ModelRegistry.load([])

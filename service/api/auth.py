@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import ApiError, ErrorCode
+from service.api.errors import ApiError, ErrorCode
 
 DEFAULT_TENANT = "default"
 

@@ -1,5 +1,5 @@
 // liquidstream's live page: one stream's inputs and predictions, from the WebSocket
-// /v1/streams/{id}/live (protocol: service/routes/live.py). Vanilla JS, no dependencies.
+// /v1/streams/{id}/live (protocol: service/live/session.py). Vanilla JS, no dependencies.
 // The page reads ?stream=<id> and ?token=<key> from its URL.
 "use strict";
 

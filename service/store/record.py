@@ -34,13 +34,31 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
 MAGIC = b"LQSR"
 FORMAT_VERSION = 1
 
-RESET_REASONS: tuple[str | None, ...] = (None, "first_event", "gap", "model_change", "expired")
+
+class ResetReason(str, Enum):
+    """Why a stream's state started afresh at an event: the one spelling of these reasons.
+
+    Records, predictions and messages carry the plain string (``.value``); the stored code of a
+    reason is its position here plus one (0: no reset), so the order is part of the format."""
+
+    FIRST_EVENT = "first_event"  # no record: the stream's first event (not counted as a reset)
+    GAP = "gap"  # more than max_gap_s since the last event
+    MODEL_CHANGE = "model_change"  # the record belongs to another model version
+    EXPIRED = "expired"  # no write for longer than the state TTL
+
+
+RESET_REASONS: tuple[str | None, ...] = (None, *(r.value for r in ResetReason))
+# Reported as resets (liquid_stream_resets_total): every reason but a stream's first event.
+COUNTED_RESETS: tuple[str, ...] = tuple(
+    r.value for r in ResetReason if r is not ResetReason.FIRST_EVENT
+)
 _RESET_CODE = {reason: code for code, reason in enumerate(RESET_REASONS)}
 
 _HEADER = struct.Struct("<4sHHdddQIIHHHH")
@@ -62,7 +80,7 @@ class RecentEntry:
     t: float
     dt: float
     y: tuple[float, ...]
-    reset: str | None
+    reset: str | None  # a ResetReason value
     count: int
 
 

@@ -1,9 +1,9 @@
 """Live feeds: every prediction of a stream, pushed to whoever watches it.
 
-A :class:`LiveBus` carries text messages on named channels (see :func:`service.keys.live_channel`).
-Each local subscriber has a bounded buffer: when it is full, the oldest message is dropped and
-``liquid_live_messages_dropped_total`` counts it, so a slow WebSocket client never makes this
-process's memory grow.
+A :class:`LiveBus` carries text messages on named channels (see
+:func:`service.store.keys.live_channel`). Each local subscriber has a bounded buffer: when it
+is full, the oldest message is dropped and ``liquid_live_messages_dropped_total`` counts it, so
+a slow WebSocket client never makes this process's memory grow.
 
 - :class:`MemoryLiveBus`: in-process (one replica, or tests).
 - :class:`RedisLiveBus`: Redis pub/sub. One pub/sub connection per process, subscribed to the

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse as _JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-logger = logging.getLogger("service.errors")
+logger = logging.getLogger("service.api.errors")
 
 
 class JSONResponse(_JSONResponse):

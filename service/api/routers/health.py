@@ -7,10 +7,10 @@ import asyncio
 from fastapi import APIRouter, Response
 from redis.exceptions import RedisError
 
+from service.api.deps import AppContext, Ctx
+from service.api.errors import JSONResponse
+from service.api.schemas import HealthOut, ReadyOut
 from service.engine.storage import accepts_writes
-from service.errors import JSONResponse
-from service.routes.deps import AppContext, Ctx
-from service.schemas import HealthOut, ReadyOut
 
 router = APIRouter(tags=["health"])
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from service.errors import JSONResponse
-from service.models import ServedModel
-from service.routes.deps import Ctx, Tenant
-from service.schemas import ErrorOut, ModelsOut
+from service.api.deps import Ctx, Tenant
+from service.api.errors import JSONResponse
+from service.api.schemas import ErrorOut, ModelsOut
+from service.engine.registry import ServedModel
 
 router = APIRouter(tags=["models"])
 

@@ -10,16 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from service.codec import RecentEntry
+from service.api.errors import ApiError, ErrorCode
+from service.api.parsing import MAX_EVENT_ID_CHARS, FieldError, parse_number, parse_timestamp
 from service.engine import StateSnapshot
-from service.errors import ApiError, ErrorCode
-from service.models import ServedModel
-from service.schemas import (
-    MAX_EVENT_ID_CHARS,
-    FieldError,
-    parse_number,
-    parse_timestamp,
-)
+from service.engine.registry import ServedModel
+from service.store.record import RESET_REASONS, RecentEntry
 
 _KEYS = frozenset(
     {
@@ -36,7 +31,6 @@ _KEYS = frozenset(
     }
 )
 _RECENT_KEYS = frozenset({"id", "t", "dt", "y", "reset", "count"})
-_RESETS = (None, "first_event", "gap", "model_change", "expired")
 _MAX_COUNT = 2**63 - 1
 _MAX_FLOATS = 1 << 20
 
@@ -116,8 +110,8 @@ def _recent(value: Any, index: int) -> RecentEntry:
     if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
         raise _bad(f"must be a string of 1 to {MAX_EVENT_ID_CHARS} characters", f"{field}.id")
     reset = value.get("reset")
-    if reset not in _RESETS:
-        raise _bad(f"must be one of {_RESETS}", f"{field}.reset")
+    if reset not in RESET_REASONS:
+        raise _bad(f"must be one of {RESET_REASONS}", f"{field}.reset")
     return RecentEntry(
         event_id=event_id,
         t=_seconds(value["t"], f"{field}.t"),

@@ -12,6 +12,7 @@ import logging
 
 from fastapi import FastAPI, Request
 
+from service.api.errors import STATUS, ApiError, ErrorCode, JSONResponse
 from service.engine import (
     EngineStopped,
     InvalidEvent,
@@ -23,7 +24,6 @@ from service.engine import (
     UnknownModel,
 )
 from service.engine.storage import STORE_DOWN, StoreFull
-from service.errors import STATUS, ApiError, ErrorCode, JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def failure_error(exc: BaseException, retry_after_s: int) -> ApiError | None:
 
 def install_failure_handlers(app: FastAPI, retry_after_s: int) -> None:
     """Answer every type of :data:`ENGINE_ERRORS` and :data:`STORE_DOWN` through
-    :func:`failure_error` (replacing the generic store handler of ``service.errors``)."""
+    :func:`failure_error` (replacing the generic store handler of ``service.api.errors``)."""
 
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         err = failure_error(exc, retry_after_s)

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
-from service.auth import Authenticator, require_tenant
-from service.engine import Engine, Prediction, Rejection, UnknownModel
-from service.errors import ApiError, ErrorCode
+from service.api.auth import Authenticator, require_tenant
+from service.api.errors import ApiError, ErrorCode
+from service.api.parsing import FieldError, check_stream_id
+from service.engine import Engine, UnknownModel
+from service.engine.registry import ModelRegistry, ServedModel
 from service.metrics import Metrics
-from service.models import ModelRegistry, ServedModel
-from service.schemas import FieldError, check_stream_id, named_outputs, rfc3339
 from service.settings import Settings
 
 
@@ -122,30 +122,3 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise ApiError(ErrorCode.INVALID_JSON, "request body is empty; send a JSON document")
     return parse_json_bytes(raw)
-
-
-def prediction_json(ctx: AppContext, p: Prediction) -> dict[str, Any]:
-    """The API's prediction object."""
-    names = ctx.registry.get(p.model).output_names if p.model in ctx.registry else None
-    return {
-        "stream_id": p.stream_id,
-        "t": p.t,
-        "time": rfc3339(p.t),
-        "dt": p.dt,
-        "outputs": named_outputs(p.y, names),
-        "model": p.model,
-        "version": p.version,
-        "duplicate": p.duplicate,
-        "reset": p.reset,
-        "id": p.event_id,
-        "count": p.count,
-    }
-
-
-def rejection_error(r: Rejection) -> dict[str, Any]:
-    """The ``error`` object of an out-of-order event."""
-    return {
-        "code": r.code,
-        "message": r.message,
-        "details": {"last_t": r.last_t, "id": r.event_id},
-    }

@@ -34,10 +34,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from service.codec import RecentEntry, StreamRecord
-
-RESTART_REASONS = ("first_event", "model_change", "expired")
-RESET_REASONS = ("gap", "model_change", "expired")  # reported as resets (metrics)
+from service.store.record import RecentEntry, ResetReason, StreamRecord
 
 T = TypeVar("T")
 
@@ -129,11 +126,11 @@ class Plan:
 def restart_reason(record: StreamRecord | None, policy: Policy, now: float) -> str | None:
     """Why a stored record cannot be continued (``None``: it can)."""
     if record is None:
-        return "first_event"
+        return ResetReason.FIRST_EVENT.value
     if record.version != policy.version or record.model != policy.model:
-        return "model_change"
+        return ResetReason.MODEL_CHANGE.value
     if now - record.updated > policy.ttl_s:
-        return "expired"
+        return ResetReason.EXPIRED.value
     return None
 
 
@@ -188,7 +185,7 @@ def plan_stream(
         if last_t is None:
             dt, fresh, reset = policy.first_dt, True, restart
         elif ev.t - last_t > policy.max_gap_s:
-            dt, fresh, reset = policy.first_dt, True, "gap"
+            dt, fresh, reset = policy.first_dt, True, ResetReason.GAP.value
         else:
             dt, fresh, reset = ev.t - last_t, False, None
         count += 1

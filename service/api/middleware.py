@@ -16,7 +16,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ErrorCode, error_body
+from service.api.errors import ErrorCode, error_body
 from service.metrics import Metrics
 
 UNMATCHED_ROUTE = "<unmatched>"

@@ -1,4 +1,5 @@
-"""``WS /v1/streams/{stream_id}/live``: a stream's live predictions, and events sent back.
+"""A live session: one WebSocket on ``/v1/streams/{stream_id}/live`` that forwards the stream's
+live predictions and answers the events its client sends.
 
 Protocol (JSON text frames):
 
@@ -40,20 +41,18 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.errors import ApiError, ErrorCode
-from service.failures import failure_error
-from service.keys import live_channel
-from service.models import ServedModel
-from service.routes.deps import AppContext, parse_json_bytes, served_model, valid_stream_id
-from service.routes.streams import apply_events
-from service.schemas import MAX_REQUEST_ID_CHARS, rfc3339
+from service.api.deps import AppContext, parse_json_bytes
+from service.api.encode import live_prediction
+from service.api.errors import ApiError, ErrorCode
+from service.api.failures import failure_error
+from service.api.parsing import MAX_REQUEST_ID_CHARS
+from service.api.submit import apply_events
+from service.engine.registry import ServedModel
+from service.store.keys import live_channel
 
 log = logging.getLogger(__name__)
-
-router = APIRouter(tags=["live"])
 
 SUBSCRIBE_TIMEOUT_S = 5.0
 NORMAL_CLOSURE = 1000
@@ -76,34 +75,6 @@ class SessionState(enum.Enum):
     LIVE = "live"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-def live_prediction(raw: str, model_filter: str | None) -> str | None:
-    """A live-channel message (``service.engine.prediction_message``) as the client sees it;
-    ``None`` when filtered out or unreadable."""
-    try:
-        msg = json.loads(raw)
-        if model_filter is not None and msg.get("model") != model_filter:
-            return None
-        t = float(msg["t"])
-        prediction = {
-            "stream_id": msg["stream_id"],
-            "t": t,
-            "time": rfc3339(t),
-            "dt": msg["dt"],
-            "outputs": msg["outputs"],
-            "model": msg["model"],
-            "version": msg["version"],
-            "duplicate": msg["duplicate"],
-            "reset": msg["reset"],
-            "id": msg.get("event_id"),
-            "count": msg["count"],
-            "x": msg.get("x"),
-        }
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, OSError):
-        log.warning("unreadable live message dropped: %.200r", raw)
-        return None
-    return json.dumps({"type": "prediction", "prediction": prediction}, separators=(",", ":"))
 
 
 def _request_id(body: Any) -> Any:
@@ -315,24 +286,3 @@ class LiveSession:
                     "prediction": payload,
                 }
         await self.send(json.dumps(reply, separators=(",", ":")))
-
-
-@router.websocket("/v1/streams/{stream_id}/live", name="live")
-async def live(websocket: WebSocket, stream_id: str) -> None:
-    """Live predictions of one stream (see the module docstring for the protocol)."""
-    ctx: AppContext = websocket.app.state.ctx
-    await websocket.accept()
-    params = websocket.query_params
-    try:
-        tenant = ctx.auth.tenant_for(websocket.headers.get("authorization"), params.get("token"))
-        stream_id = valid_stream_id(ctx, stream_id)
-        model_filter = params.get("model") or None
-        served = served_model(ctx, model_filter)
-    except ApiError as exc:
-        await websocket.close(POLICY_VIOLATION, f"{exc.code.value}: {exc.message}"[:120])
-        return
-    if ctx.closing or ctx.engine is None or ctx.live is None:
-        await websocket.close(TRY_AGAIN_LATER, "the service is not running")
-        return
-    session = LiveSession(websocket, ctx, tenant, stream_id, served, model_filter)
-    await session.run()

@@ -8,7 +8,7 @@ become writable. So:
 - :class:`HeaderTimeoutHttpProtocol` (httptools): a request's headers must be complete within
   ``header_timeout_s`` of its first byte (of the connection, for the first request); otherwise
   the server answers 408 and closes the socket. The body is bounded by the ASGI body limit
-  (``service.middleware.BodyLimitMiddleware``), which answers 408 ``request_timeout``.
+  (``service.api.middleware.BodyLimitMiddleware``), which answers 408 ``request_timeout``.
 - :class:`SendTimeoutWebSocketProtocol` (websockets, sans-I/O): a send that cannot proceed
   within ``ws_send_timeout_s`` aborts the connection (the app sees the client leave), and so
   does a keepalive ping left unanswered (uvicorn closes that one gracefully, which waits for a
@@ -30,10 +30,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from service.errors import ErrorCode, error_body
+from service.api.errors import ErrorCode, error_body
 
-HTTP_PROTOCOL = "service.timeouts:HeaderTimeoutHttpProtocol"
-WS_PROTOCOL = "service.timeouts:SendTimeoutWebSocketProtocol"
+HTTP_PROTOCOL = "service.api.timeouts:HeaderTimeoutHttpProtocol"
+WS_PROTOCOL = "service.api.timeouts:SendTimeoutWebSocketProtocol"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_WS_SEND_TIMEOUT_S = 10.0
 

@@ -1,6 +1,6 @@
 """``GET /``: the service's own page, a live view of one stream (``/?stream=<id>[&token=<key>]``).
 
-The page and its assets are static files shipped in ``service/static/`` (no CDN, nothing from
+The page and its assets are static files shipped in ``service/api/static/`` (no CDN, nothing from
 the internet): vanilla JavaScript draws the stream's inputs and predicted outputs on canvases
 from the WebSocket ``/v1/streams/{id}/live`` and reads the served model from ``GET /v1/models``.
 The page holds no data, so it needs no API key itself; the key typed into it (or given as
@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
-from service.errors import ApiError, ErrorCode
+from service.api.errors import ApiError, ErrorCode
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # The only files served: name -> media type (no directory listing, no path from the request).

@@ -7,11 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from service.api.deps import Ctx, ModelName, Tenant, read_json, served_model
+from service.api.errors import STATUS, ApiError, ErrorCode, JSONResponse
+from service.api.parsing import FieldError, check_stream_id, parse_event
+from service.api.routers.streams import BODY_ERRORS
+from service.api.schemas import BatchResultsOut
+from service.api.submit import batch_results, check_count
 from service.engine import Event
-from service.errors import STATUS, ApiError, ErrorCode, JSONResponse
-from service.routes.deps import Ctx, ModelName, Tenant, read_json, served_model
-from service.routes.streams import BODY_ERRORS, batch_results, check_count
-from service.schemas import BatchResultsOut, FieldError, check_stream_id, parse_event
 
 router = APIRouter(tags=["events"])
 

@@ -1,1 +1,0 @@
-"""The API's routers: streams, events, models, health (and metrics), live WebSocket."""
