@@ -83,6 +83,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_cas_retries=settings.max_cas_retries,
         active_window_s=settings.active_window_s,
         max_queue=max(settings.max_queue, settings.max_batch),
+        batch_buckets=None if settings.batch_buckets is None else tuple(settings.batch_buckets),
     )
 
 

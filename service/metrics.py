@@ -39,6 +39,21 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+# Stages of the hot path take from microseconds (decoding one event) to a stalled store.
+STAGE_BUCKETS = (0.00001, 0.000025, 0.00005, *LATENCY_BUCKETS)
+# The per-batch time breakdown (liquid_stage_seconds{stage}): per request for the API's stages,
+# per batch for the engine's (queue_wait: the batch's oldest event).
+STAGES = (
+    "decode",
+    "validate",
+    "queue_wait",
+    "store_load",
+    "plan",
+    "model",
+    "store_write",
+    "encode",
+    "publish",
+)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(0, 17))  # 1 .. 65536 events
 # Δt and lag span a dropped packet (ms) to a device asleep for a day.
 TIME_GAP_BUCKETS = (
@@ -139,6 +154,15 @@ class Metrics:
             buckets=TIME_GAP_BUCKETS,
             registry=r,
         )
+        self.stage = Histogram(
+            "liquid_stage_seconds",
+            "Time per stage of the hot path: per request (decode, validate, encode) or per "
+            "batch (queue_wait of its oldest event, store_load, plan, model, store_write, "
+            "publish).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.active_streams = Gauge(
             "liquid_active_streams",
             "Streams with an event in the active window, this process.",
@@ -178,6 +202,7 @@ class Metrics:
             self.events.labels(outcome=outcome)
         for reason in COUNTED_RESETS:
             self.stream_resets.labels(reason=reason)
+        self.stages = {name: self.stage.labels(stage=name) for name in STAGES}
 
     def render_latest(self) -> tuple[bytes, str]:
         """The exposition text for ``/metrics`` (all workers' series in multiprocess mode)."""

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         default="auto", description="Torch device for the batched step: auto, cpu, cuda, cuda:N."
     )
     max_batch: int = Field(default=256, description="Most events in one batched step.")
+    batch_buckets: list[int] | None = Field(
+        default=None,
+        description="Padded batch sizes of the device step (a batch runs at the smallest that "
+        "holds it; fixed shapes for CUDA graphs). None: none on a CPU, powers of four up to "
+        "max_batch on CUDA. Empty: none.",
+    )
     max_delay_ms: float = Field(
         default=2.0, description="Longest wait (ms) for a batch to fill before it runs."
     )
@@ -315,6 +321,13 @@ class Settings(BaseSettings):
         minimum = 0 if info.field_name == "dedupe_window" else 1
         if value < minimum:
             raise ValueError(f"{info.field_name} must be >= {minimum}; got {value}")
+        return value
+
+    @field_validator("batch_buckets")
+    @classmethod
+    def _buckets(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(b < 1 for b in value):
+            raise ValueError(f"batch_buckets must be batch sizes >= 1; got {value}")
         return value
 
     @field_validator(

@@ -42,7 +42,7 @@ class AppContext:
         return self.engine
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:  # async: no threadpool hop per request
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -110,8 +110,9 @@ def parse_json_bytes(raw: bytes) -> Any:
         raise ApiError(ErrorCode.INVALID_JSON, f"request body is not usable JSON: {exc}") from None
 
 
-async def read_json(request: Request) -> Any:
-    """The request's JSON body (size already bounded by the body-limit middleware)."""
+async def read_body(request: Request) -> bytes:
+    """The request's body bytes, checked to be non-empty JSON by its content type (size already
+    bounded by the body-limit middleware)."""
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json(content_type):
         raise ApiError(
@@ -121,4 +122,9 @@ async def read_json(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise ApiError(ErrorCode.INVALID_JSON, "request body is empty; send a JSON document")
-    return parse_json_bytes(raw)
+    return raw
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, parsed exactly (:func:`parse_json_bytes`)."""
+    return parse_json_bytes(await read_body(request))

@@ -7,7 +7,6 @@ a 5xx means the service (or its store) failed, never that the request was wrong.
 
 from __future__ import annotations
 
-import json
 import logging
 from enum import Enum
 from typing import Any
@@ -17,17 +16,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse as _JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.engine.encode import dumps
+
 logger = logging.getLogger("service.api.errors")
 
 
 class JSONResponse(_JSONResponse):
-    """JSON as ASCII: a request may carry strings that UTF-8 cannot encode (lone surrogates,
-    which JSON can spell), and an error that echoes them must still render."""
+    """JSON by the service's one encoder (:func:`service.engine.encode.dumps`: UTF-8, ASCII-
+    escaped when a request carried strings UTF-8 cannot encode, so an error echoing them still
+    renders)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
-        ).encode("ascii")
+        return dumps(content)
 
 
 class ErrorCode(str, Enum):

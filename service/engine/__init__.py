@@ -15,18 +15,20 @@ compare-and-set write-back. ``from service.engine import X`` is the interface; t
 - ``results``: the answers of a committed stream's events, and their counts
 - ``admin``: predict at a time, metadata, export, import, delete
 - ``snapshot``: records to and from the admin values, with the import check
-- ``publish``: the live message format and the background publisher
+- ``encode``: the one encoder of predictions (HTTP, WebSocket and live-channel shapes)
+- ``publish``: the background publisher of live messages
 - ``activity``: which streams are active
 
 Interface changes against the brief: none. Additions: ``EngineConfig.expiry_grace_s``,
 ``max_queue`` and ``publish_live``; ``StreamInfo.stream_id``; ``StateSnapshot.recent``,
 ``model``, ``created`` and ``updated``; exceptions ``InvalidEvent``, ``EngineStopped``,
 ``StateConflict`` and ``StateUnreadable``; ``Engine.models``, ``Engine.running``,
-``Engine.active_stream_count()``, ``prediction_message``.
+``Engine.active_stream_count()``, ``live_message``.
 """
 
 from service.engine.config import EngineConfig
 from service.engine.core import Engine
+from service.engine.encode import live_message
 from service.engine.errors import (
     EngineError,
     EngineStopped,
@@ -38,7 +40,6 @@ from service.engine.errors import (
     StreamNotFound,
     UnknownModel,
 )
-from service.engine.publish import prediction_message
 from service.engine.registry import ModelRegistry, ServableModel, ServedModel
 from service.engine.types import (
     Event,
@@ -72,5 +73,5 @@ __all__ = [
     "StreamInfo",
     "StreamNotFound",
     "UnknownModel",
-    "prediction_message",
+    "live_message",
 ]

@@ -27,6 +27,7 @@ from liquidcore import native
 from liquidcore.device import resolve_device
 from service.engine.errors import EngineStopped
 from service.engine.registry import ServableModel
+from service.engine.staging import HostStaging, bucket_size, check_buckets, default_buckets
 from service.metrics import Metrics
 
 R = TypeVar("R")
@@ -34,12 +35,13 @@ R = TypeVar("R")
 
 @dataclass(slots=True)
 class Row:
-    """One stream's input to a batched model call."""
+    """One stream's input to a batched model call: its planned steps as plain sequences
+    (numpy arrays are made once per call, for all rows, by :func:`forward_rows`)."""
 
     h0: bytes | None  # stored float32 state, or None: init_state
-    x: np.ndarray  # [n, F] float32
-    dt: np.ndarray  # [n] float32 seconds
-    fresh: np.ndarray  # [n] bool: re-initialise before this step
+    x: Sequence[Sequence[float]]  # [n][F]
+    dt: Sequence[float]  # [n] float64 seconds (rounded to float32 once, in forward_rows)
+    fresh: Sequence[bool]  # [n]: re-initialise before this step
 
     @classmethod
     def of(
@@ -49,61 +51,68 @@ class Row:
         dts: Sequence[float],
         fresh: Sequence[bool],
     ) -> Row:
-        """A row from planned steps: inputs ``xs``, float64 Δt seconds ``dts`` (rounded to
-        float32 here, once), and the steps before which the state restarts."""
-        return cls(
-            h0=h0,
-            x=np.asarray(xs, dtype=np.float32),
-            dt=np.asarray(dts, dtype=np.float64).astype(np.float32),
-            fresh=np.asarray(fresh, dtype=bool),
-        )
+        """A row from planned steps: inputs ``xs``, float64 Δt seconds ``dts``, and the steps
+        before which the state restarts."""
+        return cls(h0=h0, x=xs, dt=dts, fresh=fresh)
 
 
 ModelCall = tuple[ServableModel, list[Row]]
 
 
 def forward_rows(
-    model: ServableModel, rows: list[Row], device: torch.device
+    model: ServableModel,
+    rows: list[Row],
+    device: torch.device,
+    buckets: Sequence[int] = (),
+    staging: HostStaging | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ``model.forward`` over ``rows`` padded to the longest (masked, restarts via
-    ``reset``). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)``. Call in inference mode."""
+    ``reset``) and, with ``buckets``, to the smallest bucket that holds them (padding rows are
+    masked throughout and cut from the answer). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)``
+    for the ``B`` rows given. Call in inference mode."""
     B = len(rows)
+    P = bucket_size(B, buckets)  # rows the device sees
     T = max(len(r.dt) for r in rows)
     F, S = model.input_size, model.state_size
-    x = np.zeros((B, T, F), dtype=np.float32)
-    dt = np.zeros((B, T), dtype=np.float32)
-    mask = np.zeros((B, T), dtype=bool)
-    reset = np.zeros((B, T), dtype=bool)
-    for b, r in enumerate(rows):
-        n = len(r.dt)
-        x[b, :n] = r.x
-        dt[b, :n] = r.dt
-        mask[b, :n] = True
-        reset[b, :n] = r.fresh
+    if T == 1 and P == B:  # one step per stream (the common case): one conversion per column
+        x = np.array([r.x[0] for r in rows], dtype=np.float32).reshape(B, 1, F)
+        dt = np.array([r.dt[0] for r in rows], dtype=np.float64).astype(np.float32)[:, None]
+        mask = np.ones((B, 1), dtype=bool)
+        reset = np.array([r.fresh[0] for r in rows], dtype=bool)[:, None]
+    else:
+        x = np.zeros((P, T, F), dtype=np.float32)
+        dt = np.zeros((P, T), dtype=np.float32)
+        mask = np.zeros((P, T), dtype=bool)
+        reset = np.zeros((P, T), dtype=bool)
+        for b, r in enumerate(rows):
+            n = len(r.dt)
+            x[b, :n] = r.x
+            dt[b, :n] = np.asarray(r.dt, dtype=np.float64)  # rounded to float32 here, once
+            mask[b, :n] = True
+            reset[b, :n] = r.fresh
+    stage = staging if staging is not None else HostStaging(device)
     resumed = [b for b, r in enumerate(rows) if r.h0 is not None]
     stored = None
     if resumed:
         raw = b"".join(rows[b].h0 or b"" for b in resumed)
-        stored = torch.from_numpy(
-            np.frombuffer(raw, dtype="<f4").reshape(len(resumed), S).copy()
-        ).to(device)
-    if stored is not None and len(resumed) == B:
+        stored = stage.to_device("h0", np.frombuffer(raw, dtype="<f4").reshape(len(resumed), S))
+    if stored is not None and len(resumed) == P:
         h0 = stored
     else:
-        h0 = model.init_state(B, device=device).clone()
+        h0 = model.init_state(P, device=device).clone()
         if stored is not None:
-            idx = torch.as_tensor(resumed, dtype=torch.long, device=device)
+            idx = torch.as_tensor(resumed, dtype=torch.long).to(device)
             h0[idx] = stored.to(h0.dtype)
     y, hT = model.forward(
-        torch.from_numpy(x).to(device),
-        torch.from_numpy(dt).to(device),
+        stage.to_device("x", x),
+        stage.to_device("dt", dt),
         h0=h0,
-        mask=None if mask.all() else torch.from_numpy(mask).to(device),
-        reset=torch.from_numpy(reset).to(device) if reset.any() else None,
+        mask=None if mask.all() else stage.to_device("mask", mask),
+        reset=stage.to_device("reset", reset) if reset.any() else None,
     )
     y = model.present(y)
-    y_np = y.detach().to("cpu").numpy()
-    h_np = hT.detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
+    y_np = y[:B].detach().to("cpu").numpy()
+    h_np = hT[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
     return y_np, np.ascontiguousarray(h_np)
 
 
@@ -126,8 +135,20 @@ class DeviceExecutor:
     """The engine's single worker thread and its device. Every model call runs here, one at a
     time; after :meth:`close` a call raises :class:`EngineStopped`."""
 
-    def __init__(self, device: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        device: str,
+        metrics: Metrics,
+        buckets: Sequence[int] | None = None,
+        max_batch: int = 1024,
+    ) -> None:
+        """``buckets``: padded batch sizes (``None``: the device's default for batches of up to
+        ``max_batch``, see :func:`default_buckets`; ``()``: none)."""
         self.device = resolve_device(device)
+        self.buckets = (
+            default_buckets(self.device, max_batch) if buckets is None else check_buckets(buckets)
+        )
+        self._staging = HostStaging(self.device)
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquid-engine")
         self._closed = False
@@ -163,8 +184,10 @@ class DeviceExecutor:
         out = []
         with torch.inference_mode():
             for model, rows in calls:
-                out.append(forward_rows(model, rows, self.device))
-        self._metrics.batch_compute.observe(time.perf_counter() - t0)
+                out.append(forward_rows(model, rows, self.device, self.buckets, self._staging))
+        spent = time.perf_counter() - t0
+        self._metrics.batch_compute.observe(spent)
+        self._metrics.stages["model"].observe(spent)
         return out
 
     async def predict_one(self, model: ServableModel, h: bytes, x: bytes, dt: float) -> list[float]:

@@ -28,6 +28,9 @@ class EngineConfig:
     publish_live: bool = True
     # Features beyond this magnitude are refused (the API answers 422 value_out_of_range).
     max_abs_input: float = 1e15
+    # Padded batch sizes of the device step (service.engine.staging); None: the device's
+    # default (none on a CPU, a handful on CUDA), (): none.
+    batch_buckets: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -61,6 +64,10 @@ class EngineConfig:
             f"max_abs_input must be > 0 (inf: only the float32 range); got {self.max_abs_input}",
         )
         need(bool(self.device), "device must be 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        need(
+            self.batch_buckets is None or all(b >= 1 for b in self.batch_buckets),
+            f"batch_buckets must be positive batch sizes; got {self.batch_buckets}",
+        )
 
     @property
     def store_ttl_s(self) -> float:

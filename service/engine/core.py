@@ -37,13 +37,15 @@ from service.engine.admin import StreamAdmin
 from service.engine.batcher import Batcher, BatcherClosed, Pending, group_by_stream
 from service.engine.compute import DeviceExecutor, ModelCall, Row
 from service.engine.config import EngineConfig
+from service.engine.encode import live_message
 from service.engine.errors import EngineStopped, StateConflict, StateUnreadable
 from service.engine.guard import finite_row, first_non_finite_step
-from service.engine.publish import LivePublisher, prediction_message
+from service.engine.publish import LivePublisher
 from service.engine.registry import ModelRegistry, ServableModel
-from service.engine.results import count_outcome, results_of
+from service.engine.results import count_outcomes, results_of
 from service.engine.semantics import Incoming, Plan, Step, build_record, plan_stream
 from service.engine.storage import STORE_FAILURES, TimedStore, read_record
+from service.engine.timing import observe_many
 from service.engine.types import (
     Event,
     EventResult,
@@ -61,12 +63,52 @@ from service.store.record import StreamRecord, encode_record, floats_to_f32
 log = logging.getLogger(__name__)
 
 
+class _Request:
+    """One ``submit`` call's events: their results by position and the one future the caller
+    waits on, set once every event is settled (one future per call, not one per event)."""
+
+    __slots__ = ("errors", "future", "left", "results")
+
+    def __init__(self, n: int, future: asyncio.Future[None]) -> None:
+        self.results: list[EventResult | None] = [None] * n
+        self.errors: list[BaseException | None] | None = None
+        self.left = n
+        self.future = future
+
+    def settle(self, slot: int, result: EventResult | None, error: BaseException | None) -> None:
+        if error is not None:
+            if self.errors is None:
+                self.errors = [None] * len(self.results)
+            self.errors[slot] = error
+        else:
+            self.results[slot] = result
+        self.left -= 1
+        if self.left == 0 and not self.future.done():
+            self.future.set_result(None)
+
+    def outcome(self) -> list[EventResult]:
+        """The results in order; the first engine error of the call when any event failed."""
+        if self.errors is not None:
+            for err in self.errors:
+                if err is not None:
+                    raise err
+        return self.results  # type: ignore[return-value]
+
+
 @dataclass(eq=False, slots=True)
 class _Job:
     tenant: str
     model_name: str
     event: Event
     stream_key: str
+    request: _Request
+    slot: int
+    settled: bool = False
+
+    def settle(self, result: EventResult | None, error: BaseException | None = None) -> None:
+        if not self.settled:
+            self.settled = True
+            self.request.settle(self.slot, result, error)
 
 
 @dataclass(eq=False, slots=True)
@@ -103,8 +145,7 @@ class _Work:
 
 def _fail(pending: Sequence[Pending[_Job]], exc: BaseException) -> None:
     for p in pending:
-        if not p.future.done():
-            p.future.set_exception(exc)
+        p.item.settle(None, exc)
 
 
 class Engine:
@@ -128,7 +169,9 @@ class Engine:
         self._store = TimedStore(store, metrics)
         self._metrics = metrics
         self.config = config
-        self._executor = DeviceExecutor(config.device, metrics)
+        self._executor = DeviceExecutor(
+            config.device, metrics, config.batch_buckets, config.max_batch
+        )
         self.device = self._executor.device
         self._clock = clock
         self._publisher = LivePublisher(live, metrics)
@@ -219,25 +262,64 @@ class Engine:
         """Apply ``events`` (any streams; each stream's in the given order) and return one
         result per event, in order, once every state they changed is committed."""
         model = self._registry.model(model_name)
-        if self._batcher is None or self._stopped:
-            raise EngineStopped("the engine is not running")
-        jobs = []
         for ev in events:
             check_event(ev, model_name, model.input_size, self.config.max_abs_input)
-            jobs.append(_Job(tenant, model_name, ev, state_key(tenant, model_name, ev.stream_id)))
-        if not jobs:
+        return await self._enqueue(tenant, model_name, events)
+
+    async def submit_columns(
+        self,
+        tenant: str,
+        model_name: str,
+        stream_ids: Sequence[str],
+        t: np.ndarray,
+        x: np.ndarray,
+        event_ids: Sequence[str | None],
+        received_at: float,
+    ) -> list[EventResult]:
+        """:meth:`submit` for events given as columns (``t[N]`` float64 seconds, ``x[N, F]``),
+        checked as arrays: what the API hands over after decoding a request once."""
+        model = self._registry.model(model_name)
+        n = len(event_ids)
+        limit = self.config.max_abs_input
+        xs = x.tolist()
+        ts = t.tolist()
+        if (
+            x.shape != (n, model.input_size)
+            or not np.isfinite(t).all()
+            or not (np.abs(x) <= limit).all()
+        ):
+            events = [
+                Event(*e, received_at)
+                for e in zip(stream_ids, ts, map(tuple, xs), event_ids, strict=True)
+            ]
+            return await self.submit(tenant, model_name, events)  # names the bad event
+        events = [
+            Event(sid, ti, tuple(xi), eid, received_at)
+            for sid, ti, xi, eid in zip(stream_ids, ts, xs, event_ids, strict=True)
+        ]
+        return await self._enqueue(tenant, model_name, events)
+
+    async def _enqueue(
+        self, tenant: str, model_name: str, events: Sequence[Event]
+    ) -> list[EventResult]:
+        if self._batcher is None or self._stopped:
+            raise EngineStopped("the engine is not running")
+        if not events:
             return []
+        request = _Request(len(events), asyncio.get_running_loop().create_future())
+        keys: dict[str, str] = {}
+        jobs = []
+        for slot, ev in enumerate(events):
+            key = keys.get(ev.stream_id)
+            if key is None:
+                key = keys[ev.stream_id] = state_key(tenant, model_name, ev.stream_id)
+            jobs.append(_Job(tenant, model_name, ev, key, request, slot))
         try:
-            futures = await self._batcher.put_many(jobs)
+            await self._batcher.put_many(jobs)
         except BatcherClosed:
             raise EngineStopped("the engine is stopping") from None
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        out: list[EventResult] = []
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-            out.append(r)
-        return out
+        await request.future
+        return request.outcome()
 
     async def _run(self) -> None:
         assert self._batcher is not None
@@ -258,10 +340,11 @@ class Engine:
         m = self._metrics
         mono = time.monotonic()
         m.batch_size.observe(len(batch))
-        for p in batch:
-            m.queue_wait.observe(max(0.0, mono - p.enqueued_at))
-            ev = p.item.event
-            m.event_lag.observe(max(0.0, ev.received_at - ev.t))
+        waits = np.maximum(mono - np.fromiter((p.enqueued_at for p in batch), np.float64), 0.0)
+        observe_many(m.queue_wait, waits)
+        m.stages["queue_wait"].observe(float(waits.max()))
+        lags = np.fromiter((p.item.event.received_at - p.item.event.t for p in batch), np.float64)
+        observe_many(m.event_lag, np.maximum(lags, 0.0))
         groups = group_by_stream(batch, key=lambda p: p.item.stream_key)
         self._active.touch(groups, mono)
         todo = groups
@@ -283,6 +366,8 @@ class Engine:
         self, groups: dict[str, list[Pending[_Job]]], loaded: list[Versioned | None]
     ) -> dict[str, list[Pending[_Job]]]:
         """Plan, compute and commit ``groups``; return the groups that lost a CAS race."""
+        plan_stage = self._metrics.stages["plan"]
+        t0 = time.perf_counter()
         now = self._clock()
         works: list[_Work] = []
         for (key, pending), stored in zip(groups.items(), loaded, strict=True):
@@ -297,16 +382,20 @@ class Engine:
             version = stored.version if stored else 0
             works.append(_Work(key, pending, model_name, record, version, plan, incoming))
         computing = [w for w in works if w.plan.writes]
+        planning = time.perf_counter() - t0
         if computing:
             await self._compute(computing)
             await self._refuse_non_finite(computing, now)
+        t0 = time.perf_counter()
         writing = [w for w in works if w.plan.writes]  # a stream may have lost all its steps
         writes = []
         for w in writing:
             policy = self._registry.policy(w.model_name)
             new = build_record(w.plan, policy, w.incoming, w.outputs, w.h, w.x, now)
             writes.append(CasWrite(w.key, w.version, encode_record(new), self.config.store_ttl_s))
+        planning += time.perf_counter() - t0
         won = await self._store.save(writes)
+        t0 = time.perf_counter()
         lost: dict[str, list[Pending[_Job]]] = {}
         committed: list[_Work] = []
         for w, ok in zip(writing, won, strict=True):
@@ -318,8 +407,10 @@ class Engine:
         messages: list[tuple[str, str]] = []
         for w in committed:
             self._resolve(w, messages)
+        count_outcomes(self._metrics, (o for w in committed for o in w.plan.outcomes))
         if messages:
             self._publisher.enqueue(messages)
+        plan_stage.observe(planning + time.perf_counter() - t0)
         return lost
 
     def _resolve(self, w: _Work, messages: list[tuple[str, str]]) -> None:
@@ -329,16 +420,13 @@ class Engine:
         results = results_of(w.plan.outcomes, events, w.outputs, w.model_name, version)
         output_names = self._registry.model(w.model_name).output_names
         for outcome, result in zip(w.plan.outcomes, results, strict=True):
-            count_outcome(self._metrics, outcome)
             if isinstance(outcome, Step) and self.config.publish_live:
                 assert isinstance(result, Prediction)
                 ev = events[outcome.index]
                 tenant = w.pending[outcome.index].item.tenant
-                message = prediction_message(result, ev.x, output_names)
+                message = live_message(result, ev.x, output_names)
                 messages.append((live_channel(tenant, ev.stream_id), message))
-            fut = w.pending[outcome.index].future
-            if not fut.done():
-                fut.set_result(result)
+            w.pending[outcome.index].item.settle(result)
 
     async def _refuse_non_finite(self, works: list[_Work], now: float) -> None:
         """Never commit a non-finite state or answer a non-finite output: in each stream whose

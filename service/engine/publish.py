@@ -1,5 +1,6 @@
-"""Live publishing: the JSON a stream's live channel carries for each new prediction, and the
-background task that publishes them in order after their states are committed.
+"""Live publishing: the background task that publishes each batch's new predictions (as
+:func:`service.engine.encode.live_message` shapes them) in order after their states are
+committed.
 
 Only newly applied predictions are published (a duplicate or a rejection is not a new
 prediction). Publishing is best effort: a full queue or a failing bus loses messages (counted
@@ -11,12 +12,9 @@ not guaranteed (each publishes after its own commit); each message carries the s
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Sequence
-from typing import Any
+import time
 
-from service.engine.types import Prediction
 from service.live.bus import LiveBus
 from service.metrics import Metrics
 
@@ -24,33 +22,6 @@ log = logging.getLogger(__name__)
 
 PUBLISH_DRAIN_TIMEOUT_S = 5.0
 PUBLISH_QUEUE_BATCHES = 1024  # batches of messages waiting to be published
-
-
-def prediction_message(
-    pred: Prediction, x: Sequence[float] | None = None, output_names: Sequence[str] | None = None
-) -> str:
-    """The JSON published on a stream's live channel for ``pred``.
-
-    Keys: ``stream_id, t, dt, outputs, model, version, duplicate, reset, event_id, count, x``;
-    ``outputs`` is an object ``{name: value}`` when the model names its outputs, else a list.
-    """
-    outputs: Any = dict(zip(output_names, pred.y, strict=True)) if output_names else list(pred.y)
-    return json.dumps(
-        {
-            "stream_id": pred.stream_id,
-            "t": pred.t,
-            "dt": pred.dt,
-            "outputs": outputs,
-            "model": pred.model,
-            "version": pred.version,
-            "duplicate": pred.duplicate,
-            "reset": pred.reset,
-            "event_id": pred.event_id,
-            "count": pred.count,
-            "x": list(x) if x is not None else None,
-        },
-        separators=(",", ":"),
-    )
 
 
 class LivePublisher:
@@ -85,8 +56,10 @@ class LivePublisher:
             messages = await queue.get()
             if messages is None:
                 return
+            t0 = time.perf_counter()
             try:
                 await self._live.publish_many(messages)
+                self._metrics.stages["publish"].observe(time.perf_counter() - t0)
             except Exception:
                 log.warning("publishing %d live messages failed", len(messages), exc_info=True)
 

@@ -11,7 +11,10 @@ the same batch that it repeats.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from service.engine.semantics import (
     Duplicate,
@@ -20,6 +23,7 @@ from service.engine.semantics import (
     OutOfOrder,
     Step,
 )
+from service.engine.timing import observe_many
 from service.engine.types import Event, EventResult, Prediction, Rejection
 from service.metrics import Metrics
 from service.store.record import COUNTED_RESETS
@@ -100,18 +104,28 @@ def results_of(
     return results
 
 
-def count_outcome(metrics: Metrics, outcome: Outcome) -> None:
-    """Count ``outcome`` in ``liquid_events_total`` (and a step's Δt and reset)."""
-    if isinstance(outcome, Step):
-        metrics.event_dt.observe(outcome.dt)
-        if outcome.reset in COUNTED_RESETS:
-            metrics.events.labels(outcome="reset").inc()
-            metrics.stream_resets.labels(reason=outcome.reset).inc()
+def count_outcomes(metrics: Metrics, outcomes: Iterable[Outcome]) -> None:
+    """Count ``outcomes`` in ``liquid_events_total`` (and the steps' Δt and resets): tallied
+    first, then one increment per label and one bulk observation of the Δt values."""
+    tally: Counter[str] = Counter()
+    resets: Counter[str] = Counter()
+    dts: list[float] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Step):
+            dts.append(outcome.dt)
+            if outcome.reset in COUNTED_RESETS:
+                tally["reset"] += 1
+                resets[outcome.reset] += 1
+            else:
+                tally["applied"] += 1
+        elif isinstance(outcome, Duplicate):
+            tally["duplicate"] += 1
+        elif isinstance(outcome, NonFinite):
+            tally["rejected"] += 1
         else:
-            metrics.events.labels(outcome="applied").inc()
-    elif isinstance(outcome, Duplicate):
-        metrics.events.labels(outcome="duplicate").inc()
-    elif isinstance(outcome, NonFinite):
-        metrics.events.labels(outcome="rejected").inc()
-    else:
-        metrics.events.labels(outcome="out_of_order").inc()
+            tally["out_of_order"] += 1
+    for label, n in tally.items():
+        metrics.events.labels(outcome=label).inc(n)
+    for reason, n in resets.items():
+        metrics.stream_resets.labels(reason=reason).inc(n)
+    observe_many(metrics.event_dt, np.asarray(dts, dtype=np.float64))

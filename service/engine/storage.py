@@ -58,6 +58,9 @@ async def accepts_writes(store: Any) -> bool:
     return True
 
 
+_STAGES = {"load": "store_load", "save": "store_write"}  # liquid_stage_seconds of a batch
+
+
 class TimedStore:
     """``store`` with each operation's duration observed in ``metrics``."""
 
@@ -66,7 +69,11 @@ class TimedStore:
         self._metrics = metrics
 
     def _observe(self, op: str, t0: float) -> None:
-        self._metrics.state_store.labels(op=op).observe(time.perf_counter() - t0)
+        spent = time.perf_counter() - t0
+        self._metrics.state_store.labels(op=op).observe(spent)
+        stage = _STAGES.get(op)
+        if stage is not None:
+            self._metrics.stages[stage].observe(spent)
 
     async def load(self, keys: list[str]) -> list[Versioned | None]:
         """The stored values of ``keys`` (one round trip)."""

@@ -44,11 +44,11 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from service.api.deps import AppContext, parse_json_bytes
-from service.api.encode import live_prediction
 from service.api.errors import ApiError, ErrorCode
 from service.api.failures import failure_error
 from service.api.parsing import MAX_REQUEST_ID_CHARS
 from service.api.submit import apply_events
+from service.engine.encode import dumps, live_frame
 from service.engine.registry import ServedModel
 from service.store.keys import live_channel
 
@@ -231,7 +231,7 @@ class LiveSession:
 
     async def _forward(self, sub: Any) -> None:
         async for raw in sub:
-            text = live_prediction(raw, self.model_filter)
+            text = live_frame(raw, self.model_filter)
             if text is not None:
                 await self.send(text)
 
@@ -285,4 +285,4 @@ class LiveSession:
                     "status": status,
                     "prediction": payload,
                 }
-        await self.send(json.dumps(reply, separators=(",", ":")))
+        await self.send(dumps(reply).decode("utf-8"))

@@ -13,6 +13,7 @@ these checks keep a bad name from ever reaching Redis.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 PREFIX = "liquid"
 
@@ -34,6 +35,9 @@ def _stream(value: str) -> str:
     return _check(value, _STREAM, "stream id", "braces or whitespace")
 
 
+# Names are checked once and remembered: the hot path asks for the same streams' names batch
+# after batch (bounded, so a flood of new stream ids costs only re-checking).
+@lru_cache(maxsize=1 << 16)
 def state_key(tenant: str, model_name: str, stream_id: str) -> str:
     """The key of one stream's state for one model."""
     return (
@@ -42,6 +46,7 @@ def state_key(tenant: str, model_name: str, stream_id: str) -> str:
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def live_channel(tenant: str, stream_id: str) -> str:
     """The pub/sub channel of one stream's live predictions (all models)."""
     return f"{PREFIX}:live:{_name(tenant, 'tenant')}:{{{_stream(stream_id)}}}"

@@ -230,12 +230,23 @@ def decode_record(data: bytes | bytearray | memoryview) -> StreamRecord:
     (_, _, _, last_t, created, updated, count, n_h, n_x, n_recent, n_y, n_model, n_version) = (
         _HEADER.unpack_from(body, 0)
     )
+    # The fixed part by offsets (the hot path reads one record per stream per batch).
+    pos = _HEADER.size
+    end_model = pos + n_model
+    end_version = end_model + n_version
+    end_h = end_version + 4 * n_h
+    end_x = end_h + 4 * n_x
+    if end_x > len(body):
+        raise CodecError("stream record is truncated (reading the state)")
+    try:
+        model = str(body[pos:end_model], "utf-8")
+        version = str(body[end_model:end_version], "utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodecError("stream record is corrupt: model name or version is not UTF-8") from exc
+    h = bytes(body[end_version:end_h])
+    x = bytes(body[end_h:end_x])
     reader = _Reader(body)
-    reader.pos = _HEADER.size
-    model = reader.text(n_model, "model name")
-    version = reader.text(n_version, "model version")
-    h = bytes(reader.take(4 * n_h, "state"))
-    x = bytes(reader.take(4 * n_x, "last input"))
+    reader.pos = end_x
     recent = []
     for _ in range(n_recent):
         (n_id,) = _U16.unpack(reader.take(_U16.size, "event id length"))

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from service.api.encode import rfc3339
 from service.api.errors import ErrorCode
 from service.api.parsing import (
     FieldError,
@@ -15,6 +14,7 @@ from service.api.parsing import (
     parse_features,
     parse_timestamp,
 )
+from service.engine.encode import rfc3339
 from service.engine.registry import FeatureSpec
 
 T0 = 1_714_564_800.0

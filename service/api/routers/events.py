@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import Ctx, ModelName, Tenant, read_json, served_model
-from service.api.errors import STATUS, ApiError, ErrorCode, JSONResponse
-from service.api.parsing import FieldError, check_stream_id, parse_event
+from service.api.deps import Ctx, ModelName, Tenant, read_body, served_model
 from service.api.routers.streams import BODY_ERRORS
 from service.api.schemas import BatchResultsOut
-from service.api.submit import batch_results, check_count
-from service.engine import Event
+from service.api.submit import submit_many_streams
 
 router = APIRouter(tags=["events"])
-
-_ITEM_KEYS = frozenset({"stream_id"})
 
 MULTI_BODY = {
     "requestBody": {
@@ -52,41 +46,5 @@ async def post_multi(
 ) -> Response:
     received_at = time.time()
     served = served_model(ctx, model)
-    body = await read_json(request)
-    if isinstance(body, dict) and set(body) == {"events"} and isinstance(body["events"], list):
-        items: list[Any] = body["events"]
-    elif isinstance(body, list):
-        items = body
-    else:
-        raise ApiError(
-            ErrorCode.INVALID_EVENT,
-            'the body must be {"events": [{"stream_id": ..., "t": ..., "x": [...]}, ...]}',
-        )
-    check_count(ctx, len(items))
-    engine = ctx.require_engine()
-    events: list[Any] = []
-    positions: list[tuple[int, str]] = []
-    failed: list[tuple[int, str | None, int, dict[str, Any]]] = []
-    for i, item in enumerate(items):
-        stream_id: str | None = None
-        try:
-            if not isinstance(item, dict) or "stream_id" not in item:
-                raise FieldError(ErrorCode.INVALID_EVENT, "an item needs 'stream_id'", "stream_id")
-            stream_id = check_stream_id(item["stream_id"], ctx.stream_id_re)
-            parsed = parse_event(item, served.features, extra_keys=_ITEM_KEYS)
-        except FieldError as exc:
-            failed.append(
-                (
-                    i,
-                    stream_id,
-                    STATUS[exc.code],
-                    {"code": exc.code.value, "message": exc.message, "details": exc.detail()},
-                )
-            )
-            continue
-        assert stream_id is not None
-        events.append(Event(stream_id, parsed.t, parsed.x, parsed.id, received_at))
-        positions.append((i, stream_id))
-    results = await engine.submit(tenant, served.name, events) if events else []
-    done = [(i, sid, r) for (i, sid), r in zip(positions, results, strict=True)]
-    return JSONResponse(batch_results(ctx, done, failed))
+    raw = await read_body(request)
+    return await submit_many_streams(ctx, tenant, served, raw, received_at)

@@ -11,16 +11,17 @@ from service.api.deps import (
     Ctx,
     ModelName,
     Tenant,
+    read_body,
     read_json,
     served_model,
     valid_stream_id,
 )
-from service.api.encode import prediction_json, rfc3339
 from service.api.errors import ApiError, ErrorCode, JSONResponse
 from service.api.parsing import FieldError, parse_timestamp
 from service.api.schemas import BatchResultsOut, ErrorOut, PredictionOut, StateIn, StreamInfoOut
 from service.api.state import snapshot_from_json, snapshot_json
-from service.api.submit import apply_events, field_error
+from service.api.submit import field_error, submit_one_stream
+from service.engine.encode import prediction_json, rfc3339
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -125,9 +126,8 @@ async def post_events(
     received_at = time.time()
     stream_id = valid_stream_id(ctx, stream_id)
     served = served_model(ctx, model)
-    body = await read_json(request)
-    status, payload = await apply_events(ctx, tenant, served, stream_id, body, received_at)
-    return JSONResponse(payload, status_code=status)
+    raw = await read_body(request)
+    return await submit_one_stream(ctx, tenant, served, stream_id, raw, received_at)
 
 
 def stream_info_json(stream_id: str, info: Any) -> dict[str, Any]:
@@ -197,7 +197,7 @@ async def get_prediction(
     except FieldError as exc:
         raise field_error(exc) from None
     p = await ctx.require_engine().predict_at(tenant, served.name, stream_id, when)
-    return JSONResponse(prediction_json(ctx.registry, p))
+    return JSONResponse(prediction_json(p, served.output_names))
 
 
 @router.get(

@@ -1,0 +1,202 @@
+"""Request bytes -> event columns, once: the fast path of the events routes.
+
+A well-formed body is decoded by msgspec straight into typed structs (no ``json`` objects, no
+per-event pydantic or parsing objects) and validated as arrays: ``t[N]`` float64 (finite, in
+``[MIN_TIMESTAMP, MAX_TIMESTAMP)``), ``x[N, F]`` (finite, at most ``max_abs`` in magnitude,
+``F`` features), stream ids and event ids. Numbers are taken as numbers; RFC 3339 strings go
+through the library's strict grammar (:mod:`liquidcore.timestamps`).
+
+The fast path answers only "valid" or "not mine": any body it cannot take whole (a decoding
+error, a NaN token, an invalid value, a missing field, an escaped character, too many events,
+a duplicate key) returns ``None``, and the caller runs the exact parser of
+:mod:`service.api.parsing`, which produces today's error bodies. So both paths accept the same
+bodies and bad input gets the same 4xx, whichever path saw it.
+
+Duplicate keys are refused by the exact parser (which value was meant?), and msgspec keeps the
+last; the fast path therefore counts the body's ``:`` separators against the members it
+decoded (colons inside strings counted from the decoded strings; a body that spells a colon as
+an escape, ``\\u003a``, which could hide a duplicate from that count, is left to the exact path).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from liquidcore import timestamps
+from service.api.parsing import (
+    MAX_EVENT_ID_CHARS,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    FieldError,
+    check_stream_id,
+)
+from service.engine.registry import FLOAT32_MAX, FeatureSpec
+
+_UNSET = msgspec.UNSET
+# ":" spelled as an escape: the one way a decoded string can hold a colon the body does not show
+_ESCAPED_COLON = re.compile(rb"\\u003[aA]")
+
+
+class _Event(msgspec.Struct, forbid_unknown_fields=True):
+    t: float | str
+    x: list[float] | dict[str, float]
+    id: str | msgspec.UnsetType | None = _UNSET
+
+
+class _StreamEvent(msgspec.Struct, forbid_unknown_fields=True):
+    stream_id: str
+    t: float | str
+    x: list[float] | dict[str, float]
+    id: str | msgspec.UnsetType | None = _UNSET
+
+
+class _Events(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[_Event]
+
+
+class _StreamEvents(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[_StreamEvent]
+
+
+_one_stream = msgspec.json.Decoder(_Events | list[_Event])
+_one_event = msgspec.json.Decoder(_Event)
+_many_streams = msgspec.json.Decoder(_StreamEvents | list[_StreamEvent])
+
+
+@dataclass(frozen=True, slots=True)
+class EventColumns:
+    """Validated events as columns, in request order. ``single``: the body was one event
+    object (it is answered with a prediction, not a list of results)."""
+
+    stream_ids: list[str]
+    t: np.ndarray  # [N] float64 epoch seconds
+    x: np.ndarray  # [N, F] float64, finite, within max_abs
+    ids: list[str | None]
+    single: bool = False
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A body decoded into typed events: ``envelope`` is 1 for ``{"events": [...]}`` (its one
+    member), ``single`` when the body was one event object."""
+
+    raw: bytes
+    events: Sequence[_Event | _StreamEvent]
+    envelope: int
+    single: bool = False
+
+
+def decode_one_stream(raw: bytes, max_events: int) -> Decoded | None:
+    """A ``POST /v1/streams/{stream_id}/events`` body (one event, a list or ``{"events":
+    [...]}``) decoded, or ``None``: the exact parser decides."""
+    if _ESCAPED_COLON.search(raw):
+        return None
+    try:
+        body = _one_stream.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        try:
+            return Decoded(raw, [_one_event.decode(raw)], 0, single=True)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+    events = body.events if isinstance(body, _Events) else body
+    if not events or len(events) > max_events:
+        return None
+    return Decoded(raw, events, 1 if isinstance(body, _Events) else 0)
+
+
+def decode_many_streams(raw: bytes, max_events: int) -> Decoded | None:
+    """A ``POST /v1/events`` body decoded, or ``None``: the exact parser decides."""
+    if _ESCAPED_COLON.search(raw):
+        return None
+    try:
+        body = _many_streams.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    events = body.events if isinstance(body, _StreamEvents) else body
+    if not events or len(events) > max_events:
+        return None
+    return Decoded(raw, events, 1 if isinstance(body, _StreamEvents) else 0)
+
+
+def validate(
+    decoded: Decoded,
+    spec: FeatureSpec,
+    stream_id: str | None = None,
+    stream_id_re: re.Pattern[str] | None = None,
+) -> EventColumns | None:
+    """The decoded events as columns when every one is valid as it stands, else ``None``.
+    ``stream_id``: the path's (one-stream route); else each event names its own, checked
+    against ``stream_id_re``."""
+    events = decoded.events
+    n = len(events)
+    members = decoded.envelope
+    if stream_id is not None:
+        sids = [stream_id] * n
+    else:
+        assert stream_id_re is not None
+        sids = [ev.stream_id for ev in events]  # type: ignore[union-attr]
+        for sid, k in Counter(sids).items():
+            try:
+                check_stream_id(sid, stream_id_re)
+            except FieldError:
+                return None
+            members += sid.count(":") * k
+        members += n  # the stream_id members
+    ts: list[float] = []
+    rows: list[list[float]] = []
+    ids: list[str | None] = []
+    names = spec.names
+    for ev in events:
+        members += 2  # t, x
+        t = ev.t
+        if isinstance(t, str):
+            members += t.count(":")
+            try:
+                t = timestamps.parse_rfc3339(t)
+            except ValueError:
+                return None
+        ts.append(t)
+        x = ev.x
+        if isinstance(x, dict):
+            if names is None or len(x) != len(names):
+                return None
+            members += len(x) + sum(k.count(":") for k in x)
+            try:
+                x = [x[k] for k in names]
+            except KeyError:
+                return None
+        rows.append(x)
+        event_id = ev.id
+        if event_id is _UNSET:
+            ids.append(None)
+            continue
+        members += 1
+        if event_id is not None:
+            if not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
+                return None
+            members += event_id.count(":")
+        ids.append(event_id)
+    if decoded.raw.count(b":") != members:
+        return None  # a duplicate key (or a colon this count does not see): the exact path
+    t_arr = np.fromiter(ts, dtype=np.float64, count=n)
+    try:
+        x_arr = np.array(rows, dtype=np.float64)
+    except ValueError:  # ragged
+        return None
+    limit = min(spec.max_abs, FLOAT32_MAX)
+    if (
+        x_arr.shape != (n, spec.size)
+        or not (np.abs(x_arr) <= limit).all()  # False for NaN too
+        or not ((t_arr >= MIN_TIMESTAMP) & (t_arr < MAX_TIMESTAMP)).all()
+    ):
+        return None
+    return EventColumns(sids, t_arr, x_arr, ids, decoded.single)

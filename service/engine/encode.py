@@ -1,0 +1,138 @@
+"""The one encoder of predictions: every wire shape a prediction leaves the service in is made
+here, once per prediction, with msgspec's JSON encoder.
+
+- :func:`prediction_json`: the API's prediction object (HTTP answers, WebSocket answers);
+- :func:`live_message`: what a stream's live channel carries (any replica publishes it);
+- :func:`live_frame`: a live-channel message as the WebSocket client receives it (the
+  prediction object plus ``x``), made without a second shaping of the prediction;
+- :func:`dumps`: JSON bytes of an answer (ASCII-escaped only when a string cannot be UTF-8:
+  a request may carry lone surrogates, which JSON can spell, and an error echoing one must
+  still render).
+
+Outputs are named when the model names them; a non-finite output (never expected of a bounded
+model, and refused by the engine's guard) becomes ``null`` rather than invalid JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from service.engine.types import Prediction, Rejection
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+_UTC = _dt.timezone.utc
+
+
+def dumps(obj: Any) -> bytes:
+    """``obj`` as compact JSON bytes (UTF-8; ASCII-escaped when a string has a lone surrogate).
+    NaN and infinities are refused (``ValueError``), as the standard library refuses them."""
+    try:
+        return _encoder.encode(obj)
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
+            "ascii"
+        )
+
+
+def rfc3339(t: float) -> str:
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    stamp = _dt.datetime.fromtimestamp(t, tz=_UTC)
+    return stamp.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def named_outputs(
+    y: Sequence[float], names: Sequence[str] | None
+) -> dict[str, float | None] | list[float | None]:
+    """Outputs by name when the model names them; non-finite values become ``None``."""
+    values = [v if math.isfinite(v) else None for v in y]
+    if names:
+        return dict(zip(names, values, strict=False))
+    return values
+
+
+def prediction_json(p: Prediction, output_names: Sequence[str] | None) -> dict[str, Any]:
+    """The API's prediction object."""
+    return {
+        "stream_id": p.stream_id,
+        "t": p.t,
+        "time": rfc3339(p.t),
+        "dt": p.dt,
+        "outputs": named_outputs(p.y, output_names),
+        "model": p.model,
+        "version": p.version,
+        "duplicate": p.duplicate,
+        "reset": p.reset,
+        "id": p.event_id,
+        "count": p.count,
+    }
+
+
+def rejection_error(r: Rejection) -> dict[str, Any]:
+    """The ``error`` object of an event that was not applied."""
+    return {
+        "code": r.code,
+        "message": r.message,
+        "details": {"last_t": r.last_t, "id": r.event_id},
+    }
+
+
+def live_message(
+    p: Prediction, x: Sequence[float] | None = None, output_names: Sequence[str] | None = None
+) -> str:
+    """What a stream's live channel carries for ``p``: keys ``stream_id, t, dt, outputs, model,
+    version, duplicate, reset, event_id, count, x`` (``outputs`` by name when named)."""
+    outputs: Any = dict(zip(output_names, p.y, strict=True)) if output_names else list(p.y)
+    return _encoder.encode(
+        {
+            "stream_id": p.stream_id,
+            "t": p.t,
+            "dt": p.dt,
+            "outputs": outputs,
+            "model": p.model,
+            "version": p.version,
+            "duplicate": p.duplicate,
+            "reset": p.reset,
+            "event_id": p.event_id,
+            "count": p.count,
+            "x": list(x) if x is not None else None,
+        }
+    ).decode("utf-8")
+
+
+def live_frame(raw: str, model_filter: str | None) -> str | None:
+    """A live-channel message as the WebSocket client sees it: ``{"type": "prediction",
+    "prediction": {...}}`` (the API's prediction object plus ``x``); ``None`` when filtered out
+    or unreadable."""
+    try:
+        msg = _decoder.decode(raw)
+        if model_filter is not None and msg.get("model") != model_filter:
+            return None
+        t = float(msg["t"])
+        prediction = {
+            "stream_id": msg["stream_id"],
+            "t": t,
+            "time": rfc3339(t),
+            "dt": msg["dt"],
+            "outputs": msg["outputs"],
+            "model": msg["model"],
+            "version": msg["version"],
+            "duplicate": msg["duplicate"],
+            "reset": msg["reset"],
+            "id": msg.get("event_id"),
+            "count": msg["count"],
+            "x": msg.get("x"),
+        }
+    except (msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError, OSError):
+        log.warning("unreadable live message dropped: %.200r", raw)
+        return None
+    return dumps({"type": "prediction", "prediction": prediction}).decode("utf-8")
