@@ -318,12 +318,20 @@ def run_open_loop(url: str, rate: float, seconds: float, tag: str) -> Result:
 
 
 # -- the service's own breakdown -----------------------------------------------------------
-BREAKDOWN = {
-    "queue wait (per event)": ("liquid_queue_wait_seconds", None),
-    "store load": ("liquid_state_store_seconds", 'op="load"'),
-    "model": ("liquid_batch_compute_seconds", None),
-    "store write": ("liquid_state_store_seconds", 'op="save"'),
-}
+# liquid_stage_seconds{stage}: per request (decode, validate, encode) or per batch (the rest).
+STAGES = (
+    "decode",
+    "validate",
+    "queue_wait",
+    "store_load",
+    "plan",
+    "model",
+    "store_write",
+    "encode",
+    "publish",
+)
+# The service's own CPU work per event, outside the model call and the Redis round trips.
+OWN_WORK = ("decode", "validate", "plan", "encode")
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -339,16 +347,24 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    def delta(name: str, suffix: str, labels: str | None) -> float:
-        key = f"{name}_{suffix}" + ("{" + labels + "}" if labels else "")
-        return after.get(key, 0.0) - before.get(key, 0.0)
+    """Per stage: ms per observation (a request or a batch) and µs per event; and the
+    service's own work per event (:data:`OWN_WORK`)."""
 
-    batches = delta("liquid_batch_size", "count", None)
-    events = delta("liquid_batch_size", "sum", None)
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    batches = delta("liquid_batch_size_count")
+    events = delta("liquid_batch_size_sum")
     rows: dict[str, Any] = {"batches": batches, "mean batch": events / batches if batches else 0}
-    for label, (name, labels) in BREAKDOWN.items():
-        n = delta(name, "count", labels)
-        rows[label] = 1000 * delta(name, "sum", labels) / n if n else math.nan
+    own = 0.0
+    for stage in STAGES:
+        n = delta(f'liquid_stage_seconds_count{{stage="{stage}"}}')
+        total = delta(f'liquid_stage_seconds_sum{{stage="{stage}"}}')
+        rows[f"{stage} ms"] = 1000 * total / n if n else math.nan
+        rows[f"{stage} µs/ev"] = 1e6 * total / events if events else math.nan
+        if stage in OWN_WORK:
+            own += total
+    rows["own work µs/ev"] = 1e6 * own / events if events else math.nan
     return rows
 
 
@@ -400,6 +416,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--plot", type=Path, help="write a bar plot (PNG) here")
     p.add_argument("--ws-window", type=int, default=8, help="events in flight per socket")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the workloads whose name contains this text (repeatable); the open loop "
+        "runs only with the single-event 64-connection workload",
+    )
+    p.add_argument(
+        "--servers",
+        action="append",
+        default=[],
+        help="start and drive only the servers whose label contains this text (repeatable)",
+    )
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench-service does)")
@@ -411,28 +440,25 @@ def main(argv: list[str] | None = None) -> int:
     ours = ["-m", "service", "serve", "--model", str(model), "--log-level", "warning"]
     ours += ["--max-delay-ms", str(args.max_delay_ms), "--workers", "1"]
     servers: dict[str, Server] = {}
-    try:
-        servers["ours, embedded"] = start("ours, embedded", ours, tmp, True, "/readyz")
-        servers["ours, Redis"] = start(
-            "ours, Redis", [*ours, "--redis-url", redis_url], tmp, True, "/readyz"
-        )
-        servers["ours, Redis, torch 2 threads"] = start(
-            "ours, Redis, torch 2 threads",
+    ref = REPO / "bench" / "reference"
+    argvs: dict[str, tuple[list[str], bool]] = {
+        "ours, embedded": (ours, True),
+        "ours, Redis": ([*ours, "--redis-url", redis_url], True),
+        "ours, Redis, torch 2 threads": (
             [*ours, "--redis-url", redis_url, "--torch-threads", "2"],
-            tmp,
             True,
-            "/readyz",
-        )
-        ref = REPO / "bench" / "reference"
-        servers["naive, Redis (reference)"] = start(
-            "naive, Redis (reference)",
+        ),
+        "naive, Redis (reference)": (
             [str(ref / "naive_server.py"), "--redis-url", redis_url, "--model", str(model)],
-            tmp,
             False,
-        )
-        servers["bare FastAPI (reference)"] = start(
-            "bare FastAPI (reference)", [str(ref / "bare_server.py")], tmp, False
-        )
+        ),
+        "bare FastAPI (reference)": ([str(ref / "bare_server.py")], False),
+    }
+    try:
+        for label, (argv, is_ours) in argvs.items():
+            if args.servers and not any(t in label for t in args.servers):
+                continue
+            servers[label] = start(label, argv, tmp, is_ours, "/readyz" if is_ours else "/docs")
         return measure(args, servers)
     finally:
         for s in servers.values():
@@ -479,6 +505,9 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
             ours2,
         ),
     ]
+    if args.only:
+        workloads = [w for w in workloads if any(t in w.name for t in args.only)]
+    single64 = any(w.name == "POST one event, 64 connections" for w in workloads)
     table = Table()
     breakdowns: dict[tuple[str, str], list[dict[str, Any]]] = {}
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -486,7 +515,9 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
     for rnd in range(args.rounds):
         for w in workloads:
             for label in w.targets:
-                server = servers[label]
+                server = servers.get(label)
+                if server is None:
+                    continue
                 tag = f"r{rnd}-{abs(hash((w.name, label))) % 10**6}"
                 if args.warmup > 0:
                     run_wrk(server.url, "single", 1, 8, args.warmup, tag + "w")
@@ -499,7 +530,9 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
                 table.add(w.name, label, r)
                 print(f"round {rnd + 1} | {w.name} | {label}: {fmt_cell([r], w.unit)}", flush=True)
         # open loop at half of our max single-event rate (64 connections), per store
-        for label in ours2:
+        for label in ours2 if single64 else ():
+            if label not in servers:
+                continue
             max_rate = table.median("POST one event, 64 connections", label)
             r = run_open_loop(servers[label].url, max_rate / 2, sec, f"r{rnd}-ol{len(label)}")
             table.add("open loop at half of our max rate, one event per POST", label, r)
@@ -536,9 +569,10 @@ def report(
                 _open_cell(table.cells.get((name, c), [])) if c in cols[:2] else "–" for c in cols
             ]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("\nper-batch breakdown from /metrics (medians over rounds; ms per batch, queue wait")
-    print("per event):\n")
-    keys = ["batches", "mean batch", *BREAKDOWN]
+    print("\nper-stage breakdown from /metrics (liquid_stage_seconds; medians over rounds):")
+    print("ms per request (decode, validate, encode) or per batch (the rest), and µs per event;")
+    print(f"own work = {' + '.join(OWN_WORK)} per event\n")
+    keys = ["batches", "mean batch", *(f"{s} ms" for s in STAGES), "own work µs/ev"]
     print("| workload | server | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 2) + "|")
     for (wname, label), rows in breakdowns.items():
@@ -547,7 +581,11 @@ def report(
             f"{v:,.0f}" if k == "batches" else f"{v:.2f}" for k, v in zip(keys, vals, strict=True)
         ]
         print(f"| {wname} | {label} | " + " | ".join(text) + " |")
-    print("(not exported by the service yet: decode, validate, encode, publish)")
+    print("\n| workload | server | " + " | ".join(f"{s} µs/ev" for s in STAGES) + " |")
+    print("|---" * (len(STAGES) + 2) + "|")
+    for (wname, label), rows in breakdowns.items():
+        vals = [statistics.median(r[f"{s} µs/ev"] for r in rows) for s in STAGES]
+        print(f"| {wname} | {label} | " + " | ".join(f"{v:.1f}" for v in vals) + " |")
     if args.json:
         data = {f"{w} | {c}": [r.__dict__ for r in rs] for (w, c), rs in table.cells.items()}
         args.json.write_text(json.dumps(data, indent=1))

@@ -26,6 +26,7 @@ from service.api.errors import JSONResponse, install_error_handlers
 from service.api.failures import install_failure_handlers
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routers import events, health, live, models, streams, ui
+from service.api.routers.fast import fast_routes
 from service.api.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateIn, StreamEventIn
 from service.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
@@ -189,6 +190,8 @@ def create_app(
     routers = [m.router for m in (streams, events, models, health, live, ui)]
     for router in routers:
         app.include_router(router)
+    # the events routes without per-request dependency solving, in front of their FastAPI twins
+    app.router.routes[:0] = fast_routes([r for rt in routers for r in rt.routes])
     # Added last = outermost: metrics see every answer, the body-limit's 413s included.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
