@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.metrics import STAGES
+
 REPO = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = REPO / "bench" / "wrk" / "events.lua"
 FEATURES = 6
@@ -318,18 +320,8 @@ def run_open_loop(url: str, rate: float, seconds: float, tag: str) -> Result:
 
 
 # -- the service's own breakdown -----------------------------------------------------------
-# liquid_stage_seconds{stage}: per request (decode, validate, encode) or per batch (the rest).
-STAGES = (
-    "decode",
-    "validate",
-    "queue_wait",
-    "store_load",
-    "plan",
-    "model",
-    "store_write",
-    "encode",
-    "publish",
-)
+# liquid_stage_seconds{stage} (service.metrics.STAGES): per request (decode, validate, encode)
+# or per batch (the rest).
 # The service's own CPU work per event, outside the model call and the Redis round trips.
 OWN_WORK = ("decode", "validate", "plan", "encode")
 
