@@ -177,6 +177,9 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # The service exports its own Prometheus series; FastAPI's native OpenTelemetry
+        # hooks would only add per-request work.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         openapi_tags=[
             {"name": "streams", "description": "Events, predictions and state of one stream."},
             {"name": "events", "description": "Events of many streams in one request."},

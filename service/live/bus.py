@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -40,14 +41,24 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAXSIZE = 256
 
-# ARGV: channel, message, channel, message, ... published in order. (Channels are not keys:
-# on a cluster PUBLISH reaches every node's subscribers whichever node runs it.)
+# ARGV[1]: per message, packed little-endian u32 channel length and u32 message length;
+# ARGV[2]: channel and message bytes, one after the other. Published in order. (Two arguments
+# whatever the batch: redis-py packs each argument in Python. Channels are not keys: on a
+# cluster PUBLISH reaches every node's subscribers whichever node runs it.)
 PUBLISH_SCRIPT = """
-for i = 1, #ARGV, 2 do
-  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+local heads, data = ARGV[1], ARGV[2]
+local hpos, dpos = 1, 1
+while hpos < #heads do
+  local nc, nm
+  nc, nm, hpos = struct.unpack('<I4I4', heads, hpos)
+  local channel = string.sub(data, dpos, dpos + nc - 1)
+  local message = string.sub(data, dpos + nc, dpos + nc + nm - 1)
+  dpos = dpos + nc + nm
+  redis.call('PUBLISH', channel, message)
 end
 return 0
 """
+_PUBLISH_HEAD = struct.Struct("<II")  # channel length, message length (PUBLISH_SCRIPT)
 
 
 class Subscription:
@@ -269,10 +280,14 @@ class RedisLiveBus:
         pipeline of 256 at batch 256) cost more than the batch's model step."""
         if not messages:
             return
-        args: list[str] = []
+        heads = bytearray()
+        data = bytearray()
         for channel, message in messages:
-            args += (channel, message)
-        await self._publish(args=args)
+            c, m = channel.encode("utf-8"), message.encode("utf-8")
+            heads += _PUBLISH_HEAD.pack(len(c), len(m))
+            data += c
+            data += m
+        await self._publish(args=[bytes(heads), bytes(data)])
 
     # --- subscribing ------------------------------------------------------------------------
 

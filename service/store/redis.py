@@ -8,9 +8,10 @@ Data layout: one Redis hash per stream key (see :mod:`service.store.keys`) with 
 
 and the key's TTL (PEXPIRE), reset by every write.
 
-One round trip each way per batch, one command each: a batch's records are loaded by one
-``EVALSHA`` of :data:`LOAD_SCRIPT` over all its keys, and every compare-and-set of the batch is
-one ``EVALSHA`` of :data:`CAS_SCRIPT` over all its keys, which answers won/lost per key. One
+One round trip each way per batch, one command each, with a handful of arguments: a batch's
+records are loaded by one ``EVALSHA`` of :data:`LOAD_SCRIPT` over all its keys, and every
+compare-and-set of the batch is one ``EVALSHA`` of :data:`CAS_SCRIPT` over all its keys (their
+versions, TTLs and payloads packed into two arguments), which answers won/lost per key. One
 command instead of one per key matters because redis-py packs and parses every command in
 Python: at batch 256 that, not the network, was the cost. Both scripts take any subset of keys,
 so on a Redis Cluster a batch would be sent as one call per slot group (every key of a stream
@@ -26,6 +27,7 @@ would re-apply events. A server that lost its script cache (restart, ``SCRIPT FL
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,16 +45,23 @@ end
 return out
 """
 
-# KEYS: the keys to write. ARGV[1]: the write token of this call; then per key i (1-based)
-# ARGV[3i-1] expected version (0: absent), ARGV[3i] payload, ARGV[3i+1] TTL ms (0: none).
-# Returns, per key, 1 when the write is applied (or was already applied by this very call),
-# else 0. Keys are handled in order, so a key listed twice sees the first write's outcome.
+# KEYS: the keys to write. ARGV[1]: the write token of this call; ARGV[2]: per key i, packed
+# little-endian: u64 expected version (0: absent), u64 TTL ms (0: none), u32 payload length;
+# ARGV[3]: the payloads, concatenated. (Three arguments whatever the batch: redis-py packs each
+# argument in Python, which at batch 256 cost more than the script.) Returns, per key, 1 when
+# the write is applied (or was already applied by this very call), else 0. Keys are handled in
+# order, so a key listed twice sees the first write's outcome.
 CAS_SCRIPT = """
 local token = ARGV[1]
+local heads = ARGV[2]
+local payloads = ARGV[3]
+local hpos, ppos = 1, 1
 local won = {}
 for i, key in ipairs(KEYS) do
-  local base = 3 * i - 1
-  local expected = tonumber(ARGV[base])
+  local expected, ttl, size
+  expected, ttl, size, hpos = struct.unpack('<I8I8I4', heads, hpos)
+  local payload = string.sub(payloads, ppos, ppos + size - 1)
+  ppos = ppos + size
   local cur = redis.call('HMGET', key, 'v', 'w')
   local apply = false
   won[i] = 0
@@ -67,9 +76,7 @@ for i, key in ipairs(KEYS) do
     apply = true
   end
   if apply then
-    redis.call('HSET', key, 'v', string.format('%d', expected + 1), 'd', ARGV[base + 1],
-      'w', token)
-    local ttl = tonumber(ARGV[base + 2])
+    redis.call('HSET', key, 'v', string.format('%d', expected + 1), 'd', payload, 'w', token)
     if ttl > 0 then
       redis.call('PEXPIRE', key, ttl)
     else
@@ -80,6 +87,9 @@ for i, key in ipairs(KEYS) do
 end
 return won
 """
+
+
+_CAS_HEAD = struct.Struct("<QQI")  # expected version, TTL ms, payload length (CAS_SCRIPT)
 
 
 class RedisStore:
@@ -125,10 +135,11 @@ class RedisStore:
     async def cas_group(self, writes: Sequence[CasWrite], token: bytes) -> list[bool]:
         """Compare-and-set ``writes`` in one script call identified by ``token``; a call sent
         again with the same token reports the writes it had applied as won."""
-        args: list[Any] = [token]
-        for w in writes:
-            args += (w.expected_version, w.payload, ttl_ms(w.ttl_s))
-        replies = await self._cas(keys=[w.key for w in writes], args=args)
+        heads = b"".join(
+            _CAS_HEAD.pack(w.expected_version, ttl_ms(w.ttl_s), len(w.payload)) for w in writes
+        )
+        payloads = b"".join(w.payload for w in writes)
+        replies = await self._cas(keys=[w.key for w in writes], args=[token, heads, payloads])
         return [int(r) == 1 for r in replies]
 
     async def cas_many(self, writes: Sequence[CasWrite]) -> list[bool]:

@@ -141,6 +141,22 @@ async def test_redis_messages_reach_subscribers_of_another_bus(
 
 
 @pytest.mark.integration
+async def test_redis_publish_many_keeps_order_and_text(
+    redis_buses: Callable[..., RedisLiveBus],
+) -> None:
+    """One script call carries a batch: every message, in order, byte for byte."""
+    publisher, watcher = redis_buses(), redis_buses()
+    channels = ["liquid:live:t:{a}", "liquid:live:t:{b:c}"]
+    subs = [watcher.subscribe(c) for c in channels]
+    for sub in subs:
+        await asyncio.wait_for(sub.ready(), 2.0)
+    texts = ["", "plain", 'quote " and \\ backslash', "caf\u00e9 \u2603", "x" * 70000]
+    await publisher.publish_many([(channels[i % 2], t) for i, t in enumerate(texts)])
+    assert await receive(subs[0], 3) == texts[0::2]
+    assert await receive(subs[1], 2) == texts[1::2]
+
+
+@pytest.mark.integration
 async def test_redis_unsubscribes_when_the_last_local_subscriber_leaves(
     redis_buses: Callable[..., RedisLiveBus], redis_url: str
 ) -> None:
