@@ -30,8 +30,9 @@ from service.api.routers.fast import fast_routes
 from service.api.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateIn, StreamEventIn
 from service.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
+from service.gc_tuning import tune_gc_for_serving
 from service.live.bus import MemoryLiveBus, RedisLiveBus
-from service.memory_release import freeze_startup_heap, release_after_crowds_leave
+from service.memory_release import release_after_crowds_leave
 from service.metrics import Metrics, multiprocess_dir
 from service.settings import SETTINGS_ENV, Settings
 from service.store import make_store
@@ -225,5 +226,5 @@ def app_from_env() -> FastAPI:
     settings = Settings.model_validate_json(raw) if raw else Settings()
     app = create_app(settings)
     # A serving process only (not an app built in tests): its start-up heap lives as long as it.
-    freeze_startup_heap()
+    tune_gc_for_serving()
     return app

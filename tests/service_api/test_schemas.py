@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.api.errors import ErrorCode
 from service.api.parsing import (
@@ -86,3 +88,17 @@ def test_stream_ids(bad: object) -> None:
     if isinstance(bad, str) and bad and not bad.startswith("-") and len(bad) < 129:
         with pytest.raises(FieldError):
             check_stream_id(bad, loose)
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=253402300799.0, allow_nan=False),
+        st.integers(0, 4 * 10**15).map(lambda k: k / 2e6),  # half microseconds: ties
+        st.decimals(1.6e9, 1.8e9, places=7).map(float),
+    )
+)
+def test_rfc3339_formats_as_datetime_does(t: float) -> None:
+    import datetime as dt
+
+    stamp = dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).replace(tzinfo=None)
+    assert rfc3339(t) == stamp.isoformat(timespec="microseconds") + "Z"
