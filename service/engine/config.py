@@ -31,6 +31,9 @@ class EngineConfig:
     # Padded batch sizes of the device step (service.engine.staging); None: the device's
     # default (none on a CPU, a handful on CUDA), (): none.
     batch_buckets: tuple[int, ...] | None = None
+    # Batches processed at once (one may plan and compute while another waits on the store);
+    # batches that share a stream never overlap.
+    max_inflight_batches: int = 2
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -64,6 +67,10 @@ class EngineConfig:
             f"max_abs_input must be > 0 (inf: only the float32 range); got {self.max_abs_input}",
         )
         need(bool(self.device), "device must be 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        need(
+            self.max_inflight_batches >= 1,
+            f"max_inflight_batches must be >= 1; got {self.max_inflight_batches}",
+        )
         need(
             self.batch_buckets is None or all(b >= 1 for b in self.batch_buckets),
             f"batch_buckets must be positive batch sizes; got {self.batch_buckets}",

@@ -326,19 +326,40 @@ class Engine:
         return request.outcome()
 
     async def _run(self) -> None:
+        """Take batches and process them, up to ``max_inflight_batches`` at once: a batch may
+        start while earlier ones wait on the store, but never one that shares a stream with a
+        batch in flight (it waits for that one), so each stream's events still apply in order
+        and one batch at a time."""
         assert self._batcher is not None
-        while True:
-            batch = await self._batcher.next_pending()
-            if not batch:
-                return  # closed and drained
-            try:
-                await self._process(batch)
-            except STORE_FAILURES as exc:  # the store's condition: one line, no trace per batch
-                log.warning("batch of %d events failed: %r", len(batch), exc)
-                _fail(batch, exc)
-            except Exception as exc:  # a store or model failure fails this batch, not the engine
-                log.exception("batch of %d events failed", len(batch))
-                _fail(batch, exc)
+        inflight: dict[asyncio.Task[None], frozenset[str]] = {}
+        limit = self.config.max_inflight_batches
+        try:
+            while True:
+                batch = await self._batcher.next_pending()
+                if not batch:
+                    return  # closed and drained
+                keys = frozenset(p.item.stream_key for p in batch)
+                while inflight and (
+                    len(inflight) >= limit or any(keys & busy for busy in inflight.values())
+                ):
+                    done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        del inflight[task]
+                task = asyncio.get_running_loop().create_task(self._process_safely(batch))
+                inflight[task] = keys
+        finally:
+            if inflight:
+                await asyncio.wait(inflight)
+
+    async def _process_safely(self, batch: list[Pending[_Job]]) -> None:
+        try:
+            await self._process(batch)
+        except STORE_FAILURES as exc:  # the store's condition: one line, no trace per batch
+            log.warning("batch of %d events failed: %r", len(batch), exc)
+            _fail(batch, exc)
+        except Exception as exc:  # a store or model failure fails this batch, not the engine
+            log.exception("batch of %d events failed", len(batch))
+            _fail(batch, exc)
 
     async def _process(self, batch: list[Pending[_Job]]) -> None:
         m = self._metrics

@@ -38,7 +38,7 @@ from service.engine import (
 )
 from service.live.bus import LiveBus, MemoryLiveBus, RedisLiveBus
 from service.metrics import Metrics
-from service.store import CasWrite, StateStore, Versioned
+from service.store import CasWrite, MemoryStore, StateStore, Versioned
 from service.store.keys import live_channel, state_key
 from service.store.record import StreamRecord, encode_record, floats_to_f32
 
@@ -590,7 +590,6 @@ async def test_submit_before_start_and_bad_events(
 
 
 def test_construction_is_validated(leaky: Callable[..., Any]) -> None:
-    from service.store import MemoryStore
 
     with pytest.raises(ValueError, match="max_batch must be greater than 0"):
         EngineConfig(max_batch=0)
@@ -1018,3 +1017,60 @@ async def test_on_cuda_equals_offline_stepping_on_cpu(leaky: Callable[..., Any])
     for got, want in zip(res, ys, strict=True):
         assert close(got.y, want, tol=1e-5)
     assert all(math.isfinite(v) for v in p.y)
+
+
+# --- batches in flight --------------------------------------------------------------------------
+
+
+class GatedStore(MemoryStore):
+    """A store whose loads wait at a gate, counting how many are in progress at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.loading = 0
+        self.most_at_once = 0
+
+    async def load_many(self, keys: Sequence[str]) -> list[Versioned | None]:
+        self.loading += 1
+        self.most_at_once = max(self.most_at_once, self.loading)
+        try:
+            await self.gate.wait()
+            return await super().load_many(keys)
+        finally:
+            self.loading -= 1
+
+
+async def _two_batches(store: GatedStore, engine: Engine, streams: tuple[str, str]) -> list[Any]:
+    first = asyncio.ensure_future(engine.submit(TENANT, "m", [Event(streams[0], T0, (1.0, 2.0))]))
+    await asyncio.sleep(0.05)  # the first batch is formed and waits at the gate
+    second = asyncio.ensure_future(
+        engine.submit(TENANT, "m", [Event(streams[1], T0 + 1, (3.0, 4.0))])
+    )
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    return [*(await first), *(await second)]
+
+
+async def test_batches_of_different_streams_overlap(leaky: Callable[..., Any]) -> None:
+    store = GatedStore()
+    async with running(make_engine(leaky(), store, max_batch=1)) as engine:
+        results = await _two_batches(store, engine, ("a", "b"))
+    assert store.most_at_once == 2
+    assert [p.count for p in predictions(results)] == [1, 1]
+
+
+async def test_batches_sharing_a_stream_never_overlap(leaky: Callable[..., Any]) -> None:
+    store = GatedStore()
+    async with running(make_engine(leaky(), store, max_batch=1)) as engine:
+        results = await _two_batches(store, engine, ("a", "a"))
+    assert store.most_at_once == 1
+    assert [(p.count, p.t) for p in predictions(results)] == [(1, T0), (2, T0 + 1)]
+
+
+async def test_one_batch_in_flight_when_configured(leaky: Callable[..., Any]) -> None:
+    store = GatedStore()
+    engine = make_engine(leaky(), store, max_batch=1, max_inflight_batches=1)
+    async with running(engine):
+        await _two_batches(store, engine, ("a", "b"))
+    assert store.most_at_once == 1
