@@ -486,10 +486,14 @@ class Engine:
         results = await self._executor.forward(calls)
         for ws, (ys, hs) in zip(by_model.values(), results, strict=True):
             all_finite = finite_row(ys, hs)  # one check for the whole call in the common case
+            # the call's arrays leave numpy once: outputs as Python floats, states as raw bytes
+            outputs = ys.tolist()
+            S4 = hs.shape[1] * 4
+            raw_h = hs.tobytes()
             for b, w in enumerate(ws):
                 n = len(w.plan.steps)
-                w.outputs = [tuple(row) for row in ys[b, :n].tolist()]
-                w.h = hs[b].tobytes()
+                w.outputs = [tuple(row) for row in outputs[b][:n]]
+                w.h = raw_h[b * S4 : (b + 1) * S4]
                 w.x = floats_to_f32(w.event(w.plan.steps[-1].index).x)
                 w.finite = all_finite or finite_row(ys[b, :n], hs[b])
                 w.ys = None if w.finite else ys[b, :n].copy()
