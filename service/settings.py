@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         default="auto", description="Torch device for the batched step: auto, cpu, cuda, cuda:N."
     )
     max_batch: int = Field(default=256, description="Most events in one batched step.")
+    max_inflight_batches: int = Field(
+        default=2,
+        description="Batches processed at once: one may plan and compute while another waits "
+        "on the store (batches sharing a stream never overlap). 1: one at a time.",
+    )
     batch_buckets: list[int] | None = Field(
         default=None,
         description="Padded batch sizes of the device step (a batch runs at the smallest that "
@@ -315,7 +320,9 @@ class Settings(BaseSettings):
             raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N; got {value!r}")
         return value
 
-    @field_validator("max_batch", "dedupe_window", "max_cas_retries", "live_buffer")
+    @field_validator(
+        "max_batch", "dedupe_window", "max_cas_retries", "live_buffer", "max_inflight_batches"
+    )
     @classmethod
     def _positive_int(cls, value: int, info: Any) -> int:
         minimum = 0 if info.field_name == "dedupe_window" else 1
