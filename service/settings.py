@@ -242,6 +242,11 @@ class Settings(BaseSettings):
         description="A WebSocket message the client does not take within this many seconds "
         "(it stopped reading) ends the session and aborts the socket.",
     )
+    ws_max_in_flight: int = Field(
+        default=64,
+        description="Messages of one live WebSocket being answered at once (pipelining); when "
+        "this many wait for their answers, the socket is not read until one is answered.",
+    )
     ws_idle_timeout_s: float | None = Field(
         default=3600.0,
         description="A WebSocket with no message either way for this long is closed (1000, "
@@ -321,7 +326,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "max_batch", "dedupe_window", "max_cas_retries", "live_buffer", "max_inflight_batches"
+        "max_batch",
+        "dedupe_window",
+        "max_cas_retries",
+        "live_buffer",
+        "max_inflight_batches",
+        "ws_max_in_flight",
     )
     @classmethod
     def _positive_int(cls, value: int, info: Any) -> int:

@@ -24,11 +24,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from liquidcore import timestamps
+from service.api.formats import BodyFormat
 from service.api.parsing import (
     MAX_EVENT_ID_CHARS,
     MAX_TIMESTAMP,
@@ -68,6 +70,11 @@ class _StreamEvents(msgspec.Struct, forbid_unknown_fields=True):
 _one_stream = msgspec.json.Decoder(_Events | list[_Event])
 _one_event = msgspec.json.Decoder(_Event)
 _many_streams = msgspec.json.Decoder(_StreamEvents | list[_StreamEvent])
+_one_stream_lines = msgspec.json.Decoder(_Event)
+_many_streams_lines = msgspec.json.Decoder(_StreamEvent)
+_one_stream_msgpack = msgspec.msgpack.Decoder(_Events | list[_Event])
+_one_event_msgpack = msgspec.msgpack.Decoder(_Event)
+_many_streams_msgpack = msgspec.msgpack.Decoder(_StreamEvents | list[_StreamEvent])
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,44 +95,74 @@ class EventColumns:
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """A body decoded into typed events: ``envelope`` is 1 for ``{"events": [...]}`` (its one
-    member), ``single`` when the body was one event object."""
+    member), ``single`` when the body was one event object. ``raw``: the JSON text whose ``:``
+    are counted against the decoded members (duplicate keys); ``None`` for MessagePack, whose
+    maps keep a repeated key's last value (see :mod:`service.api.formats`)."""
 
-    raw: bytes
+    raw: bytes | None
     events: Sequence[_Event | _StreamEvent]
     envelope: int
     single: bool = False
 
 
-def decode_one_stream(raw: bytes, max_events: int) -> Decoded | None:
-    """A ``POST /v1/streams/{stream_id}/events`` body (one event, a list or ``{"events":
-    [...]}``) decoded, or ``None``: the exact parser decides."""
-    if _ESCAPED_COLON.search(raw):
-        return None
+def _decode(
+    raw: bytes,
+    max_events: int,
+    whole: msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any],
+    single: msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any] | None,
+    text: bytes | None,
+) -> Decoded | None:
     try:
-        body = _one_stream.decode(raw)
+        body = whole.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
+        if single is None:
+            return None
         try:
-            return Decoded(raw, [_one_event.decode(raw)], 0, single=True)
+            return Decoded(text, [single.decode(raw)], 0, single=True)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-    events = body.events if isinstance(body, _Events) else body
+    envelope = isinstance(body, (_Events, _StreamEvents))
+    events = body.events if envelope else body
     if not events or len(events) > max_events:
         return None
-    return Decoded(raw, events, 1 if isinstance(body, _Events) else 0)
+    return Decoded(text, events, 1 if envelope else 0)
 
 
-def decode_many_streams(raw: bytes, max_events: int) -> Decoded | None:
-    """A ``POST /v1/events`` body decoded, or ``None``: the exact parser decides."""
-    if _ESCAPED_COLON.search(raw):
-        return None
+def _decode_lines(raw: bytes, max_events: int, line: msgspec.json.Decoder[Any]) -> Decoded | None:
     try:
-        body = _many_streams.decode(raw)
+        events = line.decode_lines(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    events = body.events if isinstance(body, _StreamEvents) else body
     if not events or len(events) > max_events:
         return None
-    return Decoded(raw, events, 1 if isinstance(body, _StreamEvents) else 0)
+    return Decoded(raw, events, 0)
+
+
+def decode_one_stream(
+    raw: bytes, max_events: int, fmt: BodyFormat = BodyFormat.JSON
+) -> Decoded | None:
+    """A ``POST /v1/streams/{stream_id}/events`` body (one event, a list or ``{"events":
+    [...]}``; NDJSON: a list) decoded, or ``None``: the exact parser decides."""
+    if fmt is BodyFormat.MSGPACK:
+        return _decode(raw, max_events, _one_stream_msgpack, _one_event_msgpack, None)
+    if _ESCAPED_COLON.search(raw):
+        return None
+    if fmt is BodyFormat.NDJSON:
+        return _decode_lines(raw, max_events, _one_stream_lines)
+    return _decode(raw, max_events, _one_stream, _one_event, raw)
+
+
+def decode_many_streams(
+    raw: bytes, max_events: int, fmt: BodyFormat = BodyFormat.JSON
+) -> Decoded | None:
+    """A ``POST /v1/events`` body decoded, or ``None``: the exact parser decides."""
+    if fmt is BodyFormat.MSGPACK:
+        return _decode(raw, max_events, _many_streams_msgpack, None, None)
+    if _ESCAPED_COLON.search(raw):
+        return None
+    if fmt is BodyFormat.NDJSON:
+        return _decode_lines(raw, max_events, _many_streams_lines)
+    return _decode(raw, max_events, _many_streams, None, raw)
 
 
 def validate(
@@ -186,7 +223,7 @@ def validate(
                 return None
             members += event_id.count(":")
         ids.append(event_id)
-    if decoded.raw.count(b":") != members:
+    if decoded.raw is not None and decoded.raw.count(b":") != members:
         return None  # a duplicate key (or a colon this count does not see): the exact path
     limit = min(spec.max_abs, FLOAT32_MAX)
     if n <= SMALL_REQUEST:  # a few events: plain checks cost less than numpy's per-call overhead

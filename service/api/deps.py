@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from fastapi import Depends, Query, Request
 
 from service.api.auth import Authenticator, require_tenant
 from service.api.errors import ApiError, ErrorCode
+from service.api.formats import BodyFormat, body_format, parse_json_bytes
 from service.api.parsing import FieldError, check_stream_id
 from service.engine import Engine, UnknownModel
 from service.engine.registry import ModelRegistry, ServedModel
@@ -72,53 +72,20 @@ def valid_stream_id(ctx: AppContext, stream_id: str) -> str:
         raise ApiError(exc.code, exc.message, exc.detail()) from None
 
 
-JSON_TYPES = ("application/json",)
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
-
-
-def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"duplicate key {key!r} in an object")
-            seen.add(key)
-    return obj
-
-
-def parse_json_bytes(raw: bytes) -> Any:
-    """Parse a request body. ``NaN``/``Infinity`` tokens and overflowing numbers parse (to
-    non-finite floats) so that validation can name them; anything else malformed is
-    ``invalid_json``, an object with a key twice included (which value was meant?)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(ErrorCode.INVALID_JSON, "request body is not UTF-8") from None
-    try:
-        return json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            ErrorCode.INVALID_JSON,
-            f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-        ) from None
-    except (ValueError, RecursionError) as exc:  # e.g. an integer of > 4300 digits, deep nesting
-        raise ApiError(ErrorCode.INVALID_JSON, f"request body is not usable JSON: {exc}") from None
+async def read_events_body(request: Request) -> tuple[bytes, BodyFormat]:
+    """An events route's body bytes and format (JSON, NDJSON or MessagePack, by its content
+    type; 415 for any other), checked to be non-empty (size already bounded by the body-limit
+    middleware)."""
+    fmt = body_format(request.headers.get("content-type"), bulk=True)
+    raw = await request.body()
+    if not (raw if fmt is BodyFormat.MSGPACK else raw.strip()):
+        raise ApiError(ErrorCode.INVALID_JSON, f"request body is empty; send {fmt.value}")
+    return raw, fmt
 
 
 async def read_body(request: Request) -> bytes:
-    """The request's body bytes, checked to be non-empty JSON by its content type (size already
-    bounded by the body-limit middleware)."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
-        raise ApiError(
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            f"send JSON with 'Content-Type: application/json'; got {content_type!r}",
-        )
+    """The request's body bytes, checked to be non-empty JSON by its content type."""
+    body_format(request.headers.get("content-type"), bulk=False)
     raw = await request.body()
     if not raw.strip():
         raise ApiError(ErrorCode.INVALID_JSON, "request body is empty; send a JSON document")

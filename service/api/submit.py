@@ -10,23 +10,25 @@ timed in ``liquid_stage_seconds{stage}`` (decode, validate, encode).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 from fastapi import Response
 
 from service.api.columns import (
-    EventColumns,
     decode_many_streams,
     decode_one_stream,
     validate,
 )
-from service.api.deps import AppContext, parse_json_bytes
+from service.api.deps import AppContext
 from service.api.errors import STATUS, ApiError, ErrorCode
+from service.api.formats import BodyFormat, exact_body
 from service.api.parsing import FieldError, ParsedEvent, check_stream_id, parse_event
 from service.engine import Event, EventResult, Rejection
 from service.engine.encode import dumps, prediction_json, rejection_error
 from service.engine.registry import FeatureSpec, ServedModel
+
+_NO_BODY: Any = object()  # enqueue_one_stream: the body is given as bytes only
 
 
 def field_error(exc: FieldError, prefix: str | None = None) -> ApiError:
@@ -96,12 +98,57 @@ def parse_batch(items: list[Any], spec: FeatureSpec) -> list[ParsedEvent]:
     return parsed
 
 
-async def apply_events(
-    ctx: AppContext, tenant: str, served: ServedModel, stream_id: str, body: Any, received_at: float
-) -> tuple[int, dict[str, Any]]:
-    """Validate one stream's events (one object, a list or ``{"events": [...]}``), apply them
-    and return ``(status, json)``: a prediction or a 409 error for one event, per-item results
-    for a list. Raises :class:`ApiError` before applying anything when any event is invalid."""
+Answer = tuple[int, dict[str, Any]]  # an HTTP status and the JSON of the answer
+
+
+class _AnswerLater:
+    """The answer to events already queued: awaiting it waits for their results and shapes
+    them (an awaitable object, not a coroutine: one that is never awaited, on a socket that
+    closed, is simply dropped)."""
+
+    __slots__ = ("_results", "_shape")
+
+    def __init__(
+        self, results: Awaitable[list[EventResult]], shape: Callable[[list[EventResult]], Answer]
+    ) -> None:
+        self._results = results
+        self._shape = shape
+
+    def __await__(self) -> Generator[Any, None, Answer]:
+        results = yield from self._results.__await__()
+        return self._shape(results)
+
+
+def _single_answer(output_names: Sequence[str] | None) -> Callable[[list[EventResult]], Answer]:
+    def shape(results: list[EventResult]) -> Answer:
+        (result,) = results
+        if isinstance(result, Rejection):
+            return STATUS[ErrorCode(result.code)], {"error": rejection_error(result)}
+        return 200, prediction_json(result, output_names)
+
+    return shape
+
+
+def _stream_answer(
+    output_names: Sequence[str] | None, stream_id: str
+) -> Callable[[list[EventResult]], Answer]:
+    def shape(results: list[EventResult]) -> Answer:
+        done = [(i, stream_id, r) for i, r in enumerate(results)]
+        return 200, batch_results(output_names, done, [])
+
+    return shape
+
+
+async def _enqueue_exact(
+    ctx: AppContext,
+    tenant: str,
+    served: ServedModel,
+    stream_id: str,
+    body: Any,
+    received_at: float,
+) -> Awaitable[Answer]:
+    """The exact path of one stream's events (one object, a list or ``{"events": [...]}``):
+    raises :class:`ApiError` before queueing anything when any event is invalid."""
     items = _batch_items(body)
     engine = ctx.require_engine()
     if items is None:
@@ -109,19 +156,65 @@ async def apply_events(
             one = parse_event(body, served.features)
         except FieldError as exc:
             raise field_error(exc) from None
-        (result,) = await engine.submit(
-            tenant, served.name, [Event(stream_id, one.t, one.x, one.id, received_at)]
-        )
-        if isinstance(result, Rejection):
-            return STATUS[ErrorCode(result.code)], {"error": rejection_error(result)}
-        return 200, prediction_json(result, served.output_names)
+        event = Event(stream_id, one.t, one.x, one.id, received_at)
+        pending = await engine.enqueue(tenant, served.name, [event])
+        return _AnswerLater(pending, _single_answer(served.output_names))
     check_count(ctx, len(items))
     parsed = parse_batch(items, served.features)
     events = [Event(stream_id, e.t, e.x, e.id, received_at) for e in parsed]
-    results = await engine.submit(tenant, served.name, events) if events else []
-    return 200, batch_results(
-        served.output_names, [(i, stream_id, r) for i, r in enumerate(results)], []
+    pending = await engine.enqueue(tenant, served.name, events)
+    return _AnswerLater(pending, _stream_answer(served.output_names, stream_id))
+
+
+async def enqueue_one_stream(
+    ctx: AppContext,
+    tenant: str,
+    served: ServedModel,
+    stream_id: str,
+    raw: bytes,
+    fmt: BodyFormat,
+    received_at: float,
+    body: Any = _NO_BODY,
+) -> Awaitable[Answer]:
+    """Decode and validate one stream's events (``raw`` in ``fmt``; ``body``: the same already
+    decoded into plain values, when the caller has it), queue them and return the answer to
+    await: a prediction or a 409 error for one event, per-item results for a list. Raises
+    :class:`ApiError` before queueing anything when any event is invalid."""
+    stages = ctx.metrics.stages
+    t0 = time.perf_counter()
+    decoded = (
+        decode_one_stream(raw, ctx.settings.max_events_per_request, fmt)
+        if body is _NO_BODY
+        else None
     )
+    t1 = time.perf_counter()
+    stages["decode"].observe(t1 - t0)
+    cols = validate(decoded, served.features, stream_id) if decoded is not None else None
+    if cols is None:  # the exact path: today's parser and errors
+        if body is _NO_BODY:
+            body = exact_body(raw, fmt)
+        pending = await _enqueue_exact(ctx, tenant, served, stream_id, body, received_at)
+        stages["validate"].observe(time.perf_counter() - t1)
+        return pending
+    stages["validate"].observe(time.perf_counter() - t1)
+    engine = ctx.require_engine()
+    results = await engine.enqueue_columns(
+        tenant, served.name, cols.stream_ids, cols.t, cols.x, cols.ids, received_at
+    )
+    shape = (
+        _single_answer(served.output_names)
+        if cols.single
+        else _stream_answer(served.output_names, stream_id)
+    )
+    return _AnswerLater(results, shape)
+
+
+async def apply_events(
+    ctx: AppContext, tenant: str, served: ServedModel, stream_id: str, body: Any, received_at: float
+) -> Answer:
+    """Validate one stream's events given as plain values, apply them and return ``(status,
+    json)`` (see :func:`enqueue_one_stream`)."""
+    return await (await _enqueue_exact(ctx, tenant, served, stream_id, body, received_at))
 
 
 def batch_results(
@@ -199,47 +292,19 @@ def _answer(ctx: AppContext, status: int, payload: dict[str, Any], t0: float) ->
     return Response(body, status_code=status, media_type="application/json")
 
 
-async def _submit_columns(
-    ctx: AppContext, tenant: str, served: ServedModel, cols: EventColumns, received_at: float
-) -> list[EventResult]:
-    engine = ctx.require_engine()
-    return await engine.submit_columns(
-        tenant, served.name, cols.stream_ids, cols.t, cols.x, cols.ids, received_at
-    )
-
-
 async def submit_one_stream(
     ctx: AppContext,
     tenant: str,
     served: ServedModel,
     stream_id: str,
     raw: bytes,
+    fmt: BodyFormat,
     received_at: float,
 ) -> Response:
     """``POST /v1/streams/{stream_id}/events``: the answer to the body ``raw``."""
-    stages = ctx.metrics.stages
-    t0 = time.perf_counter()
-    decoded = decode_one_stream(raw, ctx.settings.max_events_per_request)
-    t1 = time.perf_counter()
-    stages["decode"].observe(t1 - t0)
-    cols = validate(decoded, served.features, stream_id) if decoded is not None else None
-    if cols is None:  # the exact path: today's parser and errors
-        stages["validate"].observe(time.perf_counter() - t1)
-        status, payload = await apply_events(
-            ctx, tenant, served, stream_id, parse_json_bytes(raw), received_at
-        )
-        return _answer(ctx, status, payload, time.perf_counter())
-    stages["validate"].observe(time.perf_counter() - t1)
-    results = await _submit_columns(ctx, tenant, served, cols, received_at)
-    t0 = time.perf_counter()
-    if cols.single:
-        (result,) = results
-        if isinstance(result, Rejection):
-            err = {"error": rejection_error(result)}
-            return _answer(ctx, STATUS[ErrorCode(result.code)], err, t0)
-        return _answer(ctx, 200, prediction_json(result, served.output_names), t0)
-    done = [(i, stream_id, r) for i, r in enumerate(results)]
-    return _answer(ctx, 200, batch_results(served.output_names, done, []), t0)
+    pending = await enqueue_one_stream(ctx, tenant, served, stream_id, raw, fmt, received_at)
+    status, payload = await pending
+    return _answer(ctx, status, payload, time.perf_counter())
 
 
 def _multi_items(body: Any) -> list[Any]:
@@ -254,27 +319,35 @@ def _multi_items(body: Any) -> list[Any]:
 
 
 async def submit_many_streams(
-    ctx: AppContext, tenant: str, served: ServedModel, raw: bytes, received_at: float
+    ctx: AppContext,
+    tenant: str,
+    served: ServedModel,
+    raw: bytes,
+    fmt: BodyFormat,
+    received_at: float,
 ) -> Response:
-    """``POST /v1/events``: per-item results for the body ``raw`` (invalid items are reported
-    and skipped; a malformed envelope fails the request)."""
+    """``POST /v1/events``: per-item results for the body ``raw`` in ``fmt`` (invalid items are
+    reported and skipped; a malformed envelope fails the request)."""
     stages = ctx.metrics.stages
     t0 = time.perf_counter()
-    decoded = decode_many_streams(raw, ctx.settings.max_events_per_request)
+    decoded = decode_many_streams(raw, ctx.settings.max_events_per_request, fmt)
     t1 = time.perf_counter()
+    stages["decode"].observe(t1 - t0)
     cols = None
     if decoded is not None:
-        stages["decode"].observe(t1 - t0)
         cols = validate(decoded, served.features, stream_id_re=ctx.stream_id_re)
         if cols is not None:
             stages["validate"].observe(time.perf_counter() - t1)
-            results = await _submit_columns(ctx, tenant, served, cols, received_at)
+            engine = ctx.require_engine()
+            results = await engine.submit_columns(
+                tenant, served.name, cols.stream_ids, cols.t, cols.x, cols.ids, received_at
+            )
             t0 = time.perf_counter()
             done = list(zip(range(len(results)), cols.stream_ids, results, strict=True))
             return _answer(ctx, 200, batch_results(served.output_names, done, []), t0)
     # the exact path: today's parser, with a result per invalid item
     t0 = time.perf_counter()
-    items = _multi_items(parse_json_bytes(raw))
+    items = _multi_items(exact_body(raw, fmt))
     t1 = time.perf_counter()
     stages["decode"].observe(t1 - t0)
     check_count(ctx, len(items))

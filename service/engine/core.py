@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,8 @@ class _Request:
         self.errors: list[BaseException | None] | None = None
         self.left = n
         self.future = future
+        if n == 0:
+            future.set_result(None)
 
     def settle(self, slot: int, result: EventResult | None, error: BaseException | None) -> None:
         if error is not None:
@@ -88,6 +91,10 @@ class _Request:
         self.left -= 1
         if self.left == 0 and not self.future.done():
             self.future.set_result(None)
+
+    def __await__(self) -> Generator[Any, None, list[EventResult]]:
+        yield from self.future.__await__()
+        return self.outcome()
 
     def outcome(self) -> list[EventResult]:
         """The results in order; the first engine error of the call when any event failed."""
@@ -264,10 +271,19 @@ class Engine:
     ) -> list[EventResult]:
         """Apply ``events`` (any streams; each stream's in the given order) and return one
         result per event, in order, once every state they changed is committed."""
+        return await (await self.enqueue(tenant, model_name, events))
+
+    async def enqueue(
+        self, tenant: str, model_name: str, events: Sequence[Event]
+    ) -> Awaitable[list[EventResult]]:
+        """Queue ``events`` and return at once (after waiting only for queue space) with what
+        :meth:`submit` would return, to be awaited later. Calls made one after another queue
+        in that order, and the engine applies a stream's events in queue order: a caller may
+        enqueue many requests before awaiting the first (a pipelining WebSocket)."""
         model = self._registry.model(model_name)
         for ev in events:
             check_event(ev, model_name, model.input_size, self.config.max_abs_input)
-        return await self._enqueue(tenant, model_name, events)
+        return await self._put(tenant, model_name, events)
 
     async def submit_columns(
         self,
@@ -281,6 +297,22 @@ class Engine:
     ) -> list[EventResult]:
         """:meth:`submit` for events given as columns (``t[N]`` float64 seconds, ``x[N, F]``),
         checked as arrays: what the API hands over after decoding a request once."""
+        pending = await self.enqueue_columns(
+            tenant, model_name, stream_ids, t, x, event_ids, received_at
+        )
+        return await pending
+
+    async def enqueue_columns(
+        self,
+        tenant: str,
+        model_name: str,
+        stream_ids: Sequence[str],
+        t: np.ndarray,
+        x: np.ndarray,
+        event_ids: Sequence[str | None],
+        received_at: float,
+    ) -> Awaitable[list[EventResult]]:
+        """:meth:`enqueue` for events given as columns (see :meth:`submit_columns`)."""
         model = self._registry.model(model_name)
         n = len(event_ids)
         limit = self.config.max_abs_input
@@ -296,20 +328,16 @@ class Engine:
                 for e in zip(stream_ids, ts, map(tuple, xs), event_ids, strict=True)
             ]
             # per event: cheaper than array checks for a few, and names a bad event
-            return await self.submit(tenant, model_name, events)
+            return await self.enqueue(tenant, model_name, events)
         events = [
             Event(sid, ti, tuple(xi), eid, received_at)
             for sid, ti, xi, eid in zip(stream_ids, ts, xs, event_ids, strict=True)
         ]
-        return await self._enqueue(tenant, model_name, events)
+        return await self._put(tenant, model_name, events)
 
-    async def _enqueue(
-        self, tenant: str, model_name: str, events: Sequence[Event]
-    ) -> list[EventResult]:
+    async def _put(self, tenant: str, model_name: str, events: Sequence[Event]) -> _Request:
         if self._batcher is None or self._stopped:
             raise EngineStopped("the engine is not running")
-        if not events:
-            return []
         request = _Request(len(events), asyncio.get_running_loop().create_future())
         keys: dict[str, str] = {}
         jobs = []
@@ -322,8 +350,7 @@ class Engine:
             await self._batcher.put_many(jobs)
         except BatcherClosed:
             raise EngineStopped("the engine is stopping") from None
-        await request.future
-        return request.outcome()
+        return request
 
     async def _run(self) -> None:
         """Take batches and process them, up to ``max_inflight_batches`` at once: a batch may

@@ -12,15 +12,26 @@ Protocol (JSON text frames):
   integer) in the object. The answer: ``{"type": "result", "request_id", "status": 200,
   "prediction" | "results" ...}`` or ``{"type": "error", "request_id", "status", "error"}``;
   the socket stays open. (The prediction also arrives on the live feed, as any other.)
+- Formats: a text frame is JSON and is answered by a text frame (JSON); a binary frame is
+  MessagePack (the same shapes) and is answered by a binary frame (MessagePack). The live feed
+  (``subscribed``, ``prediction``) is always JSON text. A binary frame that does not decode is
+  answered ``{"type": "error", "request_id": null, "status": 400, "error": {"code":
+  "invalid_json", ...}}`` (MessagePack) and the socket stays open, as for a text frame that is
+  not JSON.
 
-Only text frames are read: a binary frame closes the socket with 1003 (unsupported data)
-until a binary format exists. An event that fails for the store (down: ``unavailable``; out of
-memory: ``store_full``) gets an error message with status 503 like any other error; the socket
-stays open.
+Pipelining: a client may send many messages without waiting for answers. Messages are read,
+validated and queued for the engine one after another in the order they arrive, so the events
+of the socket's stream are applied in that order, and **answers are sent in the order the
+messages arrived** (each answer after every earlier one; an invalid message's error waits its
+turn too). At most ``ws_max_in_flight`` messages are answered at once: when that many wait for
+their answers the socket is not read (TCP backpressure), and reading resumes when the oldest is
+answered. An event that fails for the store (down: ``unavailable``; out of memory:
+``store_full``) gets an error message with status 503 like any other error; the socket stays
+open and later messages are still read and answered.
 
 Close codes: 1008 policy violation (bad or missing key, invalid stream id, unknown model; the
 reason names it; or the client stopped reading: a message not taken within
-``ws_send_timeout_s``), 1003 a binary frame, 1000 idle (nothing either way for
+``ws_send_timeout_s``), 1000 idle (nothing either way for
 ``ws_idle_timeout_s``), 1013 try again later (the service is starting or stopping), 1001 going
 away (the service shuts down), 1011 internal error. Under uvicorn a shutdown closes sockets with
 1012 (service restart) before the app is told.
@@ -39,15 +50,19 @@ import enum
 import json
 import logging
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from service.api.deps import AppContext, parse_json_bytes
+from service.api.deps import AppContext
 from service.api.errors import ApiError, ErrorCode
 from service.api.failures import failure_error
+from service.api.formats import BodyFormat, exact_body
 from service.api.parsing import MAX_REQUEST_ID_CHARS
-from service.api.submit import apply_events
+from service.api.submit import Answer, enqueue_one_stream
 from service.engine.encode import dumps, live_frame
 from service.engine.registry import ServedModel
 from service.store.keys import live_channel
@@ -57,14 +72,12 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 5.0
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
-UNSUPPORTED_DATA = 1003
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 CLOSE_REASONS = {
     GOING_AWAY: "server shutting down",
     TRY_AGAIN_LATER: "live feed unavailable",
-    UNSUPPORTED_DATA: "binary frames are not supported; send JSON text frames",
 }
 
 Close = tuple[int, str]  # a close code and its reason
@@ -102,7 +115,7 @@ class SendTimeout(Exception):  # noqa: N818
 class LiveSession:
     """One accepted socket: forwards the stream's live feed and answers the client's events.
 
-    The session ends when the client leaves, sends a binary frame (1003), stops reading (a send
+    The session ends when the client leaves, stops reading (a send
     not taken within ``ws_send_timeout_s``: 1008), says and hears nothing for
     ``ws_idle_timeout_s`` (1000), or when the service shuts down (1001)."""
 
@@ -123,6 +136,9 @@ class LiveSession:
         self.model_filter = model_filter
         self.state = SessionState.CONNECTING
         self._send_lock = asyncio.Lock()
+        # answers in arrival order: (request_id, pending answer or None, ready reply, binary)
+        self._replies: asyncio.Queue[_Reply] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(ctx.settings.ws_max_in_flight)
         self._sub: Any = None
         self._last_activity = time.monotonic()
         self.finished = asyncio.Event()
@@ -132,12 +148,19 @@ class LiveSession:
         if self._sub is not None:
             self._sub.close()
 
-    async def send(self, text: str) -> None:
+    async def send(self, data: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) frame, within ``ws_send_timeout_s``."""
         timeout = self.ctx.settings.ws_send_timeout_s
+        message = (
+            {"type": "websocket.send", "text": data}
+            if isinstance(data, str)
+            else {"type": "websocket.send", "bytes": data}
+        )
         async with self._send_lock:
             try:
-                await asyncio.wait_for(self.ws.send_text(text), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):  # no task per send, unlike wait_for
+                    await self.ws.send(message)
+            except TimeoutError:
                 raise SendTimeout(f"the client took no message for {timeout} s") from None
         self._last_activity = time.monotonic()
 
@@ -193,7 +216,8 @@ class LiveSession:
             return None  # the client left already
         forward = asyncio.create_task(self._forward(sub))
         receive = asyncio.create_task(self._receive())
-        tasks += [forward, receive]
+        replies = asyncio.create_task(self._reply())
+        tasks += [forward, receive, replies]
         idle_s = self.ctx.settings.ws_idle_timeout_s
         idle = asyncio.create_task(self._idle(idle_s)) if idle_s is not None else None
         if idle is not None:
@@ -236,20 +260,27 @@ class LiveSession:
                 await self.send(text)
 
     async def _receive(self) -> Close | None:
-        """Answer the client's text frames; the close to send when it breaks the protocol
-        (a binary frame), ``None`` when it leaves."""
+        """Read the client's frames in order and queue each one's answer (at most
+        ``ws_max_in_flight`` unanswered: beyond that the socket is not read); ``None`` when the
+        client leaves."""
         limit = self.ctx.settings.max_body_bytes
         while True:
+            await self._slots.acquire()  # released when an answer is sent (_reply)
             message = await self.ws.receive()
             self._last_activity = time.monotonic()
             if message["type"] == "websocket.disconnect":
                 return None
-            data = message.get("text")
-            if data is None:
-                return UNSUPPORTED_DATA, CLOSE_REASONS[UNSUPPORTED_DATA]
-            await self._answer(data.encode("utf-8"), limit)
+            text = message.get("text")
+            if text is not None:
+                self._replies.put_nowait(await self._prepare(text.encode("utf-8"), False, limit))
+            else:
+                self._replies.put_nowait(
+                    await self._prepare(message.get("bytes") or b"", True, limit)
+                )
 
-    async def _answer(self, raw: bytes, limit: int) -> None:
+    async def _prepare(self, raw: bytes, binary: bool, limit: int) -> _Reply:
+        """Decode and validate one message and queue its events: its reply, or the answer to
+        wait for."""
         received_at = time.time()
         rid: Any = None
         try:
@@ -259,30 +290,66 @@ class LiveSession:
                     f"message is larger than {limit} bytes",
                     {"max_bytes": limit},
                 )
-            body = parse_json_bytes(raw)
+            fmt = BodyFormat.MSGPACK if binary else BodyFormat.JSON
+            body = exact_body(raw, fmt)
             rid = _request_id(body)
-            status, payload = await apply_events(
-                self.ctx, self.tenant, self.served, self.stream_id, body, received_at
+            pending = await enqueue_one_stream(
+                self.ctx, self.tenant, self.served, self.stream_id, raw, fmt, received_at, body
             )
-        except ApiError as exc:
-            reply = {"type": "error", "request_id": rid, "status": exc.status, **exc.body()}
         except Exception as exc:
-            # the store down or full, the engine stopping: an error for this event, the
-            # socket stays open
-            err = failure_error(exc, self.ctx.settings.retry_after_s)
-            if err is None:
-                raise
-            reply = {"type": "error", "request_id": rid, "status": err.status, **err.body()}
-        else:
-            if "error" in payload:
-                reply = {"type": "error", "request_id": rid, "status": status, **payload}
-            elif "results" in payload:
-                reply = {"type": "result", "request_id": rid, "status": status, **payload}
-            else:
-                reply = {
-                    "type": "result",
-                    "request_id": rid,
-                    "status": status,
-                    "prediction": payload,
-                }
-        await self.send(dumps(reply).decode("utf-8"))
+            return _Reply(rid, None, self._error_reply(exc, rid), binary)
+        return _Reply(rid, pending, None, binary)
+
+    def _error_reply(self, exc: Exception, rid: Any) -> dict[str, Any]:
+        """The error message for a failed message: its 4xx, or 503 when the store is down or
+        full or the engine stops (the socket stays open); anything else propagates."""
+        err = (
+            exc
+            if isinstance(exc, ApiError)
+            else failure_error(exc, self.ctx.settings.retry_after_s)
+        )
+        if err is None:
+            raise exc
+        return {"type": "error", "request_id": rid, "status": err.status, **err.body()}
+
+    async def _reply(self) -> None:
+        """Send the answers in the order their messages arrived."""
+        while True:
+            item = await self._replies.get()
+            reply = item.reply
+            if item.pending is not None:
+                try:
+                    status, payload = await item.pending
+                except Exception as exc:
+                    reply = self._error_reply(exc, item.request_id)
+                else:
+                    reply = _result_reply(item.request_id, status, payload)
+            assert reply is not None
+            await self.send(_encode(reply, item.binary))
+            self._slots.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A message's place in the answer order: its answer to await (``pending``) or its
+    ready ``reply``; ``binary``: answer in MessagePack (a binary frame)."""
+
+    request_id: Any
+    pending: Awaitable[Answer] | None
+    reply: dict[str, Any] | None
+    binary: bool
+
+
+def _result_reply(rid: Any, status: int, payload: dict[str, Any]) -> dict[str, Any]:
+    if "error" in payload:
+        return {"type": "error", "request_id": rid, "status": status, **payload}
+    if "results" in payload:
+        return {"type": "result", "request_id": rid, "status": status, **payload}
+    return {"type": "result", "request_id": rid, "status": status, "prediction": payload}
+
+
+_msgpack_encoder = msgspec.msgpack.Encoder()
+
+
+def _encode(reply: dict[str, Any], binary: bool) -> str | bytes:
+    return _msgpack_encoder.encode(reply) if binary else dumps(reply).decode("utf-8")

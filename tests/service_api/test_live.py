@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
@@ -112,17 +113,39 @@ def test_events_sent_on_the_socket_are_answered(client: Any) -> None:
     assert client.get("/v1/streams/ws1").json()["count"] == 4
 
 
-def test_a_binary_frame_closes_with_unsupported_data_and_is_not_applied(client: Any) -> None:
-    with (  # noqa: PT012
-        pytest.raises(WebSocketDisconnect) as info,
-        client.websocket_connect("/v1/streams/bin/live") as ws,
-    ):
+def test_a_binary_frame_is_messagepack_answered_in_messagepack(client: Any) -> None:
+    with client.websocket_connect("/v1/streams/bin/live") as ws:
+        ws.receive_json()
+        ws.send_bytes(msgspec.msgpack.encode({"t": T0, "x": [1, 2, 3], "request_id": "b"}))
+        answers = [ws.receive() for _ in range(2)]  # the answer (binary) and the feed (text)
+        (binary,) = [m["bytes"] for m in answers if m.get("bytes") is not None]
+        (text,) = [m["text"] for m in answers if m.get("text") is not None]
+        reply = msgspec.msgpack.decode(binary)
+        assert reply["type"] == "result"
+        assert reply["request_id"] == "b"
+        feed = json.loads(text)["prediction"]
+        assert feed.pop("x") == [1, 2, 3]
+        assert reply["prediction"] == feed
+    assert client.get("/v1/streams/bin").json()["count"] == 1
+
+
+def test_an_undecodable_binary_frame_gets_an_error_and_the_socket_stays_open(client: Any) -> None:
+    with client.websocket_connect("/v1/streams/bin2/live") as ws:
         ws.receive_json()
         ws.send_bytes(json.dumps({"t": T0, "x": [1, 2, 3], "request_id": "b"}).encode())
-        ws.receive_json()
-    assert info.value.code == 1003
-    assert "binary frames are not supported" in info.value.reason
-    assert client.get("/v1/streams/bin").status_code == 404
+        reply = msgspec.msgpack.decode(ws.receive_bytes())
+        assert reply["type"] == "error"
+        assert reply["status"] == 400
+        assert reply["error"]["code"] == "invalid_json"
+        assert "MessagePack" in reply["error"]["message"]
+        assert client.get("/v1/streams/bin2").status_code == 404  # nothing applied
+        ws.send_bytes(msgspec.msgpack.encode({"t": T0, "x": [1, 2], "request_id": 7}))
+        reply = msgspec.msgpack.decode(ws.receive_bytes())
+        assert (reply["request_id"], reply["error"]["code"]) == (7, "wrong_feature_count")
+        ws.send_text(json.dumps({"t": T0, "x": [1, 2, 3], "request_id": "t"}))  # still open
+        replies, _ = _collect(ws, 2)
+        assert replies["t"]["status"] == 200
+    assert client.get("/v1/streams/bin2").json()["count"] == 1
 
 
 def test_oversized_socket_message_is_refused(make_settings: Any) -> None:

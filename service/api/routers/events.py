@@ -6,8 +6,8 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import Ctx, ModelName, Tenant, read_body, served_model
-from service.api.routers.streams import BODY_ERRORS
+from service.api.deps import Ctx, ModelName, Tenant, read_events_body, served_model
+from service.api.routers.streams import BODY_ERRORS, bulk_content
 from service.api.schemas import BatchResultsOut
 from service.api.submit import submit_many_streams
 
@@ -16,11 +16,13 @@ router = APIRouter(tags=["events"])
 MULTI_BODY = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/MultiEventBatchIn"},
-            }
-        },
+        "description": 'Content types: application/json ({"events": [...]} or a list), '
+        "application/x-ndjson (one item per line; item i of the answer is the i-th non-empty "
+        "line) and application/msgpack (the JSON shapes in MessagePack).",
+        "content": bulk_content(
+            {"schema": {"$ref": "#/components/schemas/MultiEventBatchIn"}},
+            "item with its stream_id",
+        ),
     }
 }
 
@@ -46,5 +48,5 @@ async def post_multi(
 ) -> Response:
     received_at = time.time()
     served = served_model(ctx, model)
-    raw = await read_body(request)
-    return await submit_many_streams(ctx, tenant, served, raw, received_at)
+    raw, fmt = await read_events_body(request)
+    return await submit_many_streams(ctx, tenant, served, raw, fmt, received_at)

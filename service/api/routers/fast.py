@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from service.api.deps import AppContext, read_body, served_model, valid_stream_id
+from service.api.deps import AppContext, read_events_body, served_model, valid_stream_id
 from service.api.submit import submit_many_streams, submit_one_stream
 
 MAX_MODEL_CHARS = 64  # the routes' Query(max_length=...) for ``model``
@@ -56,8 +56,8 @@ class _StreamEvents(_FastEvents):
     ) -> Any:
         stream_id = valid_stream_id(ctx, request.path_params["stream_id"])
         served = served_model(ctx, model)
-        raw = await read_body(request)
-        return await submit_one_stream(ctx, tenant, served, stream_id, raw, at)
+        raw, fmt = await read_events_body(request)
+        return await submit_one_stream(ctx, tenant, served, stream_id, raw, fmt, at)
 
 
 class _ManyStreams(_FastEvents):
@@ -65,8 +65,8 @@ class _ManyStreams(_FastEvents):
         self, request: Request, ctx: AppContext, tenant: str, model: str | None, at: float
     ) -> Any:
         served = served_model(ctx, model)
-        raw = await read_body(request)
-        return await submit_many_streams(ctx, tenant, served, raw, at)
+        raw, fmt = await read_events_body(request)
+        return await submit_many_streams(ctx, tenant, served, raw, fmt, at)
 
 
 _FAST = {"/v1/streams/{stream_id}/events": _StreamEvents, "/v1/events": _ManyStreams}

@@ -11,7 +11,7 @@ from service.api.deps import (
     Ctx,
     ModelName,
     Tenant,
-    read_body,
+    read_events_body,
     read_json,
     served_model,
     valid_stream_id,
@@ -48,25 +48,53 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 # ... and those of routes that read a JSON body.
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    400: {"model": ErrorOut, "description": "The body is not UTF-8 JSON (`invalid_json`)."},
+    400: {
+        "model": ErrorOut,
+        "description": "The body does not decode in its format (`invalid_json`: not UTF-8 JSON; "
+        "on the events routes also an NDJSON line or MessagePack that does not decode).",
+    },
     408: {"model": ErrorOut, "description": "The body did not arrive in time (`request_timeout`)."},
     413: {"model": ErrorOut, "description": "Body or event count over the limit."},
-    415: {"model": ErrorOut, "description": "Not JSON (`unsupported_media_type`)."},
+    415: {
+        "model": ErrorOut,
+        "description": "A content type the route does not take (`unsupported_media_type`): "
+        "JSON only, and on the events routes also NDJSON and MessagePack.",
+    },
 }
+
+EVENTS_SCHEMA = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/EventIn"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+        {"$ref": "#/components/schemas/EventBatchIn"},
+    ]
+}
+
+
+def bulk_content(json_content: dict[str, Any], item: str) -> dict[str, Any]:
+    """A request body's content map: JSON as given, NDJSON (one ``item`` per line) and
+    MessagePack (the JSON shapes, encoded as MessagePack)."""
+    return {
+        "application/json": json_content,
+        "application/x-ndjson": {
+            "schema": {"type": "string", "description": f"One {item} (JSON) per line."}
+        },
+        "application/msgpack": {
+            "schema": json_content["schema"],
+            "x-description": "The JSON shapes encoded as MessagePack.",
+        },
+    }
+
 
 EVENTS_BODY = {
     "requestBody": {
         "required": True,
-        "description": 'One event, a JSON list of events, or {"events": [...]} (in time order).',
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/EventIn"},
-                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
-                        {"$ref": "#/components/schemas/EventBatchIn"},
-                    ]
-                },
+        "description": 'One event, a list of events, or {"events": [...]} (in time order). '
+        "Content types: application/json, application/x-ndjson (one event per line: a list) "
+        "and application/msgpack (the JSON shapes in MessagePack).",
+        "content": bulk_content(
+            {
+                "schema": EVENTS_SCHEMA,
                 "examples": {
                     "one": {
                         "summary": "one event",
@@ -86,8 +114,9 @@ EVENTS_BODY = {
                         },
                     },
                 },
-            }
-        },
+            },
+            "event",
+        ),
     }
 }
 
@@ -126,8 +155,8 @@ async def post_events(
     received_at = time.time()
     stream_id = valid_stream_id(ctx, stream_id)
     served = served_model(ctx, model)
-    raw = await read_body(request)
-    return await submit_one_stream(ctx, tenant, served, stream_id, raw, received_at)
+    raw, fmt = await read_events_body(request)
+    return await submit_one_stream(ctx, tenant, served, stream_id, raw, fmt, received_at)
 
 
 def stream_info_json(stream_id: str, info: Any) -> dict[str, Any]:
