@@ -185,6 +185,7 @@ def run_server(settings: Any, app: Any = None) -> None:
         ws=WS_PROTOCOL,
         ws_max_size=settings.max_body_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
+        ws_per_message_deflate=settings.ws_compression,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         timeout_keep_alive=settings.keep_alive_timeout_s,
         timeout_graceful_shutdown=10,

@@ -247,6 +247,11 @@ class Settings(BaseSettings):
         description="Messages of one live WebSocket being answered at once (pipelining); when "
         "this many wait for their answers, the socket is not read until one is answered.",
     )
+    ws_compression: bool = Field(
+        default=False,
+        description="Offer permessage-deflate on WebSockets. Off by default: the frames are "
+        "small JSON or MessagePack, and compressing each one cost more CPU than it saved.",
+    )
     ws_idle_timeout_s: float | None = Field(
         default=3600.0,
         description="A WebSocket with no message either way for this long is closed (1000, "

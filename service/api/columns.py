@@ -33,6 +33,7 @@ from liquidcore import timestamps
 from service.api.formats import BodyFormat
 from service.api.parsing import (
     MAX_EVENT_ID_CHARS,
+    MAX_REQUEST_ID_CHARS,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
     FieldError,
@@ -67,11 +68,25 @@ class _StreamEvents(msgspec.Struct, forbid_unknown_fields=True):
     events: list[_StreamEvent]
 
 
+class _MessageEvent(_Event, forbid_unknown_fields=True):
+    """A live socket's one-event message: an event with the client's ``request_id``."""
+
+    request_id: str | int | msgspec.UnsetType = _UNSET
+
+
+class _MessageEvents(_Events, forbid_unknown_fields=True):
+    request_id: str | int | msgspec.UnsetType = _UNSET
+
+
 _one_stream = msgspec.json.Decoder(_Events | list[_Event])
 _one_event = msgspec.json.Decoder(_Event)
 _many_streams = msgspec.json.Decoder(_StreamEvents | list[_StreamEvent])
 _one_stream_lines = msgspec.json.Decoder(_Event)
 _many_streams_lines = msgspec.json.Decoder(_StreamEvent)
+_message = msgspec.json.Decoder(_MessageEvents | list[_Event])
+_message_event = msgspec.json.Decoder(_MessageEvent)
+_message_msgpack = msgspec.msgpack.Decoder(_MessageEvents | list[_Event])
+_message_event_msgpack = msgspec.msgpack.Decoder(_MessageEvent)
 _one_stream_msgpack = msgspec.msgpack.Decoder(_Events | list[_Event])
 _one_event_msgpack = msgspec.msgpack.Decoder(_Event)
 _many_streams_msgpack = msgspec.msgpack.Decoder(_StreamEvents | list[_StreamEvent])
@@ -103,6 +118,7 @@ class Decoded:
     events: Sequence[_Event | _StreamEvent]
     envelope: int
     single: bool = False
+    request_id: str | int | None = None  # a live socket's message: the client's id
 
 
 def _decode(
@@ -118,14 +134,32 @@ def _decode(
         if single is None:
             return None
         try:
-            return Decoded(text, [single.decode(raw)], 0, single=True)
+            event = single.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
+        return _with_request_id(Decoded(text, [event], 0, single=True), event)
     envelope = isinstance(body, (_Events, _StreamEvents))
     events = body.events if envelope else body
     if not events or len(events) > max_events:
         return None
-    return Decoded(text, events, 1 if envelope else 0)
+    return _with_request_id(Decoded(text, events, 1 if envelope else 0), body)
+
+
+def _with_request_id(decoded: Decoded, body: Any) -> Decoded | None:
+    """``decoded`` with the message's ``request_id`` (a member the ``:`` count must see);
+    ``None`` (the exact path) for an id the exact path refuses."""
+    rid = getattr(body, "request_id", _UNSET)
+    if rid is _UNSET:
+        return decoded
+    if isinstance(rid, str):
+        if len(rid) > MAX_REQUEST_ID_CHARS:
+            return None
+        colons = rid.count(":")
+    elif isinstance(rid, bool) or abs(rid) >= 2**53:
+        return None
+    else:
+        colons = 0
+    return Decoded(decoded.raw, decoded.events, decoded.envelope + 1 + colons, decoded.single, rid)
 
 
 def _decode_lines(raw: bytes, max_events: int, line: msgspec.json.Decoder[Any]) -> Decoded | None:
@@ -150,6 +184,16 @@ def decode_one_stream(
     if fmt is BodyFormat.NDJSON:
         return _decode_lines(raw, max_events, _one_stream_lines)
     return _decode(raw, max_events, _one_stream, _one_event, raw)
+
+
+def decode_message(raw: bytes, max_events: int, fmt: BodyFormat) -> Decoded | None:
+    """A live socket's message (the one-stream body, its object optionally with a
+    ``request_id``; JSON or MessagePack) decoded, or ``None``: the exact parser decides."""
+    if fmt is BodyFormat.MSGPACK:
+        return _decode(raw, max_events, _message_msgpack, _message_event_msgpack, None)
+    if _ESCAPED_COLON.search(raw):
+        return None
+    return _decode(raw, max_events, _message, _message_event, raw)
 
 
 def decode_many_streams(

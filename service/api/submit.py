@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Response
 
 from service.api.columns import (
+    EventColumns,
     decode_many_streams,
     decode_one_stream,
     validate,
@@ -27,8 +28,6 @@ from service.api.parsing import FieldError, ParsedEvent, check_stream_id, parse_
 from service.engine import Event, EventResult, Rejection
 from service.engine.encode import dumps, prediction_json, rejection_error
 from service.engine.registry import FeatureSpec, ServedModel
-
-_NO_BODY: Any = object()  # enqueue_one_stream: the body is given as bytes only
 
 
 def field_error(exc: FieldError, prefix: str | None = None) -> ApiError:
@@ -139,7 +138,7 @@ def _stream_answer(
     return shape
 
 
-async def _enqueue_exact(
+async def enqueue_exact(
     ctx: AppContext,
     tenant: str,
     served: ServedModel,
@@ -166,37 +165,16 @@ async def _enqueue_exact(
     return _AnswerLater(pending, _stream_answer(served.output_names, stream_id))
 
 
-async def enqueue_one_stream(
+async def enqueue_columns(
     ctx: AppContext,
     tenant: str,
     served: ServedModel,
     stream_id: str,
-    raw: bytes,
-    fmt: BodyFormat,
+    cols: EventColumns,
     received_at: float,
-    body: Any = _NO_BODY,
 ) -> Awaitable[Answer]:
-    """Decode and validate one stream's events (``raw`` in ``fmt``; ``body``: the same already
-    decoded into plain values, when the caller has it), queue them and return the answer to
-    await: a prediction or a 409 error for one event, per-item results for a list. Raises
-    :class:`ApiError` before queueing anything when any event is invalid."""
-    stages = ctx.metrics.stages
-    t0 = time.perf_counter()
-    decoded = (
-        decode_one_stream(raw, ctx.settings.max_events_per_request, fmt)
-        if body is _NO_BODY
-        else None
-    )
-    t1 = time.perf_counter()
-    stages["decode"].observe(t1 - t0)
-    cols = validate(decoded, served.features, stream_id) if decoded is not None else None
-    if cols is None:  # the exact path: today's parser and errors
-        if body is _NO_BODY:
-            body = exact_body(raw, fmt)
-        pending = await _enqueue_exact(ctx, tenant, served, stream_id, body, received_at)
-        stages["validate"].observe(time.perf_counter() - t1)
-        return pending
-    stages["validate"].observe(time.perf_counter() - t1)
+    """Queue one stream's validated events; the answer to await (a prediction or an error
+    for one event object, per-item results for a list)."""
     engine = ctx.require_engine()
     results = await engine.enqueue_columns(
         tenant, served.name, cols.stream_ids, cols.t, cols.x, cols.ids, received_at
@@ -209,12 +187,39 @@ async def enqueue_one_stream(
     return _AnswerLater(results, shape)
 
 
+async def enqueue_one_stream(
+    ctx: AppContext,
+    tenant: str,
+    served: ServedModel,
+    stream_id: str,
+    raw: bytes,
+    fmt: BodyFormat,
+    received_at: float,
+) -> Awaitable[Answer]:
+    """Decode and validate one stream's events (``raw`` in ``fmt``), queue them and return the
+    answer to await. Raises :class:`ApiError` before queueing anything when any event is
+    invalid."""
+    stages = ctx.metrics.stages
+    t0 = time.perf_counter()
+    decoded = decode_one_stream(raw, ctx.settings.max_events_per_request, fmt)
+    t1 = time.perf_counter()
+    stages["decode"].observe(t1 - t0)
+    cols = validate(decoded, served.features, stream_id) if decoded is not None else None
+    if cols is None:  # the exact path: today's parser and errors
+        body = exact_body(raw, fmt)
+        pending = await enqueue_exact(ctx, tenant, served, stream_id, body, received_at)
+        stages["validate"].observe(time.perf_counter() - t1)
+        return pending
+    stages["validate"].observe(time.perf_counter() - t1)
+    return await enqueue_columns(ctx, tenant, served, stream_id, cols, received_at)
+
+
 async def apply_events(
     ctx: AppContext, tenant: str, served: ServedModel, stream_id: str, body: Any, received_at: float
 ) -> Answer:
     """Validate one stream's events given as plain values, apply them and return ``(status,
     json)`` (see :func:`enqueue_one_stream`)."""
-    return await (await _enqueue_exact(ctx, tenant, served, stream_id, body, received_at))
+    return await (await enqueue_exact(ctx, tenant, served, stream_id, body, received_at))
 
 
 def batch_results(

@@ -17,11 +17,13 @@ import httpx
 
 from service.client.types import BatchResult, Prediction, ServiceError
 from service.client.wire import (
+    BODY_FORMATS,
     Call,
     EventLike,
     RetryPolicy,
     batch_answer,
-    dumps,
+    check_body_format,
+    encode_events,
     event_json,
     json_or_none,
     multi_body,
@@ -44,8 +46,10 @@ class _Calls:
         retry: RetryPolicy | None,
         timeout: httpx.Timeout | float,
         max_connections: int,
+        body_format: str,
     ) -> None:
         self.url = url.rstrip("/")
+        self.body_format = check_body_format(body_format)
         self.api_key = api_key
         self.model = model
         self.retry = retry or RetryPolicy()
@@ -58,7 +62,14 @@ class _Calls:
         }
 
     def _events(self, stream_id: str, body: Any) -> Call:
-        return Call("POST", stream_path(stream_id, "/events"), self._params, dumps(body))
+        return self._bulk(stream_path(stream_id, "/events"), body)
+
+    def _bulk(self, path: str, body: Any) -> Call:
+        """An events request in the client's body format."""
+        fmt = self.body_format
+        if fmt == "ndjson" and isinstance(body, dict) and "events" not in body:
+            fmt = "json"  # one event is answered with a prediction only in JSON or MessagePack
+        return Call("POST", path, self._params, encode_events(body, fmt), BODY_FORMATS[fmt])
 
     def _one_call(self, stream_id: str, event: EventLike) -> Call:
         return self._events(stream_id, event_json(event))
@@ -67,10 +78,14 @@ class _Calls:
         return self._events(stream_id, {"events": [event_json(e) for e in events]})
 
     def _multi_call(self, events: Sequence[EventLike]) -> Call:
-        return Call("POST", "/v1/events", self._params, dumps(multi_body(events)))
+        return self._bulk("/v1/events", multi_body(events))
 
     def _delete_call(self, stream_id: str) -> Call:
         return Call("DELETE", stream_path(stream_id), self._params)
+
+
+def _content_type(call: Call) -> dict[str, str] | None:
+    return {"content-type": call.content_type} if call.body is not None else None
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -98,8 +113,9 @@ class Client(_Calls):
     """Blocking client: ``Client("http://127.0.0.1:8000").send("pump-1", 1714564800.0, [..])``.
 
     ``model``: the served model to use (the service's default when ``None``). ``retry``: how
-    often and how long to retry transport errors and 502/503/504 answers. Use it as a context
-    manager, or ``close()`` it.
+    often and how long to retry transport errors and 502/503/504 answers. ``body_format``:
+    how events are sent, ``"json"``, ``"msgpack"`` or ``"ndjson"`` (answers are JSON). Use it
+    as a context manager, or ``close()`` it.
     """
 
     def __init__(
@@ -111,8 +127,9 @@ class Client(_Calls):
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         max_connections: int = 16,
+        body_format: str = "json",
     ) -> None:
-        super().__init__(url, api_key, model, retry, timeout, max_connections)
+        super().__init__(url, api_key, model, retry, timeout, max_connections, body_format)
         self._http = httpx.Client(**self._http_options)
 
     def __enter__(self) -> Client:
@@ -129,7 +146,11 @@ class Client(_Calls):
         while True:
             try:
                 resp = self._http.request(
-                    call.method, call.path, params=call.params, content=call.body
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers=_content_type(call),
                 )
             except httpx.TransportError:
                 if (delay := next(delays, None)) is None:
@@ -173,8 +194,9 @@ class AsyncClient(_Calls):
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         max_connections: int = 64,
+        body_format: str = "json",
     ) -> None:
-        super().__init__(url, api_key, model, retry, timeout, max_connections)
+        super().__init__(url, api_key, model, retry, timeout, max_connections, body_format)
         self._http = httpx.AsyncClient(**self._http_options)
 
     async def __aenter__(self) -> AsyncClient:
@@ -191,7 +213,11 @@ class AsyncClient(_Calls):
         while True:
             try:
                 resp = await self._http.request(
-                    call.method, call.path, params=call.params, content=call.body
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers=_content_type(call),
                 )
             except httpx.TransportError:
                 if (delay := next(delays, None)) is None:
@@ -230,7 +256,13 @@ class AsyncClient(_Calls):
         sent on it too (``await feed.send(t, x)``)."""
         from service.client.live import LiveStream
 
-        return LiveStream(self.url, stream_id, api_key=self.api_key, model=self.model)
+        return LiveStream(
+            self.url,
+            stream_id,
+            api_key=self.api_key,
+            model=self.model,
+            binary=self.body_format == "msgpack",
+        )
 
 
 def _ev(t: float | str, x: Any, id: str | None) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 ``subscribed``), then ``async for p in feed`` yields every prediction of the stream, from any
 route or replica. ``await feed.send(t, x)`` applies an event over the socket and returns its
 prediction; :meth:`LiveStream.submit` sends without waiting (many events may be in flight; each
-answer is matched to its event by ``request_id``). Events carry ids as over HTTP.
+answer is matched to its event by ``request_id``; the service answers in the order sent).
+Events carry ids as over HTTP. ``binary=True`` sends events as MessagePack binary frames.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from service.client.types import BatchResult, Prediction, ServiceError
 from service.client.wire import EventLike, batch_answer, event_json, live_url, prediction_answer
@@ -36,6 +39,7 @@ class LiveStream:
         model: str | None = None,
         buffer: int = 1024,
         open_timeout: float = OPEN_TIMEOUT_S,
+        binary: bool = False,
     ) -> None:
         query = {"model": model} if model else {}
         self.url = live_url(url, stream_id, query)
@@ -43,6 +47,7 @@ class LiveStream:
         self.dropped = 0
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._open_timeout = open_timeout
+        self.binary = binary  # events as MessagePack binary frames (answered in MessagePack)
         self._feed: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(1, buffer))
         self._pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self._next_id = 0
@@ -95,7 +100,7 @@ class LiveStream:
     async def _read(self) -> None:
         try:
             async for raw in self._ws:
-                msg = json.loads(raw)
+                msg = msgspec.msgpack.decode(raw) if isinstance(raw, bytes) else json.loads(raw)
                 kind = msg.get("type")
                 if kind == "prediction":
                     self._enqueue(Prediction.from_json(msg["prediction"]))
@@ -123,7 +128,12 @@ class LiveStream:
         fut: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            await self._ws.send(json.dumps({**body, "request_id": rid}, separators=(",", ":")))
+            message = {**body, "request_id": rid}
+            await self._ws.send(
+                msgspec.msgpack.encode(message)
+                if self.binary
+                else json.dumps(message, separators=(",", ":"))
+            )
         except Exception:
             self._pending.pop(rid, None)
             raise

@@ -63,6 +63,37 @@ def dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+# body format -> its content type (the events routes take all three; other routes JSON)
+BODY_FORMATS = {
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+    "msgpack": "application/msgpack",
+}
+
+
+def check_body_format(body_format: str) -> str:
+    if body_format not in BODY_FORMATS:
+        raise ValueError(
+            f"body_format must be one of {', '.join(BODY_FORMATS)}; got {body_format!r}"
+        )
+    return body_format
+
+
+def encode_events(body: Any, body_format: str) -> bytes:
+    """An events body in ``body_format``: JSON as is, MessagePack of the same shape, NDJSON one
+    event per line (a single event is one line; ``{"events": [...]}`` its list)."""
+    if body_format == "msgpack":
+        import msgspec
+
+        return msgspec.msgpack.encode(body)
+    if body_format == "ndjson":
+        items = body["events"] if isinstance(body, dict) and "events" in body else body
+        if not isinstance(items, list):
+            items = [items]
+        return b"".join(dumps(item) + b"\n" for item in items)
+    return dumps(body)
+
+
 def prediction_answer(status: int, body: Any) -> Prediction:
     """A single event's answer: its prediction, or :class:`ServiceError` (409 out of order)."""
     if status != 200:
@@ -110,6 +141,7 @@ class Call:
     path: str
     params: Mapping[str, str]
     body: bytes | None = None
+    content_type: str = "application/json"
 
 
 def multi_body(events: Sequence[EventLike]) -> dict[str, Any]:

@@ -57,12 +57,13 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from service.api.columns import decode_message, validate
 from service.api.deps import AppContext
 from service.api.errors import ApiError, ErrorCode
 from service.api.failures import failure_error
 from service.api.formats import BodyFormat, exact_body
 from service.api.parsing import MAX_REQUEST_ID_CHARS
-from service.api.submit import Answer, enqueue_one_stream
+from service.api.submit import Answer, enqueue_columns, enqueue_exact
 from service.engine.encode import dumps, live_frame
 from service.engine.registry import ServedModel
 from service.store.keys import live_channel
@@ -290,12 +291,21 @@ class LiveSession:
                     f"message is larger than {limit} bytes",
                     {"max_bytes": limit},
                 )
+            ctx, stream_id = self.ctx, self.stream_id
             fmt = BodyFormat.MSGPACK if binary else BodyFormat.JSON
-            body = exact_body(raw, fmt)
-            rid = _request_id(body)
-            pending = await enqueue_one_stream(
-                self.ctx, self.tenant, self.served, self.stream_id, raw, fmt, received_at, body
-            )
+            decoded = decode_message(raw, ctx.settings.max_events_per_request, fmt)
+            cols = validate(decoded, self.served.features, stream_id) if decoded else None
+            if decoded is not None and cols is not None:  # the fast path (see api.columns)
+                rid = decoded.request_id
+                pending = await enqueue_columns(
+                    ctx, self.tenant, self.served, stream_id, cols, received_at
+                )
+            else:  # the exact path: every fault named
+                body = exact_body(raw, fmt)
+                rid = _request_id(body)
+                pending = await enqueue_exact(
+                    ctx, self.tenant, self.served, stream_id, body, received_at
+                )
         except Exception as exc:
             return _Reply(rid, None, self._error_reply(exc, rid), binary)
         return _Reply(rid, pending, None, binary)

@@ -236,3 +236,47 @@ async def test_live_socket_sends_and_yields_predictions(service: ServiceProcess)
         assert seen[-1].outputs == http.outputs
         batch = await feed.send_many([Event(T0 + 10, XS[0]), Event(T0 + 11, XS[1])])
         assert batch.applied == 2
+
+
+@pytest.mark.parametrize("body_format", ["msgpack", "ndjson"])
+def test_client_body_formats_answer_as_json(service: ServiceProcess, body_format: str) -> None:
+    """The same events sent as MessagePack or NDJSON get the JSON client's answers."""
+    answers = {}
+    for fmt in ("json", body_format):
+        with Client(service.url, api_key=KEY, body_format=fmt) as c:
+            one = c.send(f"fmt-{body_format}-{fmt}", T0, XS[0], id="f0")
+            many = c.send_many(
+                f"fmt-{body_format}-{fmt}", [Event(T0 + 1 + i, x) for i, x in enumerate(XS[1:])]
+            )
+            multi = c.send_multi(
+                [
+                    Event(T0, XS[0], stream_id=f"fmtm-{body_format}-{fmt}"),
+                    Event(T0, [1.0], stream_id=f"fmtm2-{body_format}-{fmt}"),
+                ]
+            )
+            answers[fmt] = (one, many, multi)
+    (j1, jm, jx), (o1, om, ox) = answers["json"], answers[body_format]
+    assert (o1.outputs, o1.count, o1.id) == (j1.outputs, j1.count, j1.id)
+    assert [r.prediction.outputs for r in om.results if r.prediction] == [
+        r.prediction.outputs for r in jm.results if r.prediction
+    ]
+    assert [r.status for r in ox.results] == [r.status for r in jx.results] == [200, 422]
+    assert ox.results[1].error is not None
+    assert ox.results[1].error.code == "wrong_feature_count"
+    with pytest.raises(ValueError, match="body_format"):
+        Client(service.url, body_format="xml")
+
+
+@pytest.mark.anyio
+async def test_live_socket_in_messagepack(service: ServiceProcess) -> None:
+    async with (
+        AsyncClient(service.url, api_key=KEY, body_format="msgpack") as c,
+        c.live("live-mp") as feed,
+    ):
+        assert feed.binary is True
+        futures = [await feed.submit({"t": T0 + i, "x": XS[i], "id": f"m{i}"}) for i in range(4)]
+        got = [await f for f in futures]
+        assert [m["prediction"]["count"] for _, m in got] == [1, 2, 3, 4]
+        with pytest.raises(ServiceError) as short:
+            await feed.send(T0 + 9, [1.0])
+        assert short.value.code == "wrong_feature_count"
