@@ -322,6 +322,10 @@ def test_an_event_sent_while_redis_is_down_gets_an_error_and_the_socket_stays_op
             assert reply["request_id"] == "while-down"
             assert reply["status"] == 503
             assert reply["error"]["code"] == "unavailable"
+            for i in range(5):  # pipelined: an error each, in the order sent
+                ws.send_text(json.dumps({"t": T0 + i, "x": [1, 2, 3], "request_id": i}))
+            piped = [ws.receive_json() for _ in range(5)]
+            assert [(m["request_id"], m["status"]) for m in piped] == [(i, 503) for i in range(5)]
             r = c.post("/v1/streams/down/events", json={"t": T0, "x": [1, 2, 3]})
             assert r.status_code == 503
             assert r.headers["retry-after"] == "3"
