@@ -7,6 +7,7 @@ input, the store down: test_live.py) are answers like any other and the socket s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from liquidcore.numerics import replay_mismatch
 from service.app import create_app
 from tests.service_api.conftest import make_client, outputs_list
+from tests.service_api.test_live import FakeSocket, wait_for
 
 T0 = 1_714_564_800.0
 
@@ -106,3 +108,31 @@ def test_many_sockets_pipelining_each_get_their_own_answers_in_order(client: Any
             assert [a["prediction"]["count"] for a in got] == list(range(1, 21))
     for k in range(3):
         assert client.get(f"/v1/streams/m{k}").json()["count"] == 20
+
+
+@pytest.mark.anyio
+async def test_a_full_window_stops_reading_the_socket(make_settings: Any) -> None:
+    """With ``ws_max_in_flight`` messages unanswered (the client does not read answers), the
+    session takes no more frames; once the client reads again every message is answered, in
+    order."""
+    app = create_app(make_settings(ws_max_in_flight=3))
+    async with app.router.lifespan_context(app):
+        # accept and subscribed pass; the first answer (or feed message) stalls
+        sock = FakeSocket(app, "/v1/streams/full/live", stall_after=3)
+        await sock.connect()
+        for i in range(10):
+            await sock.inbox.put({"type": "websocket.receive", "text": json.dumps(_message(i))})
+        await wait_for(lambda: sock.inbox.qsize() == 7)  # three read: the window
+        await asyncio.sleep(0.2)
+        assert sock.inbox.qsize() == 7  # and no more while none is answered
+        sock.unstall.set()
+        await wait_for(lambda: sock.inbox.qsize() == 0)
+
+        def replies() -> list[dict[str, Any]]:
+            texts = [json.loads(m["text"]) for m in sock.sent if m.get("text")]
+            return [t for t in texts if t["type"] == "result"]
+
+        await wait_for(lambda: len(replies()) == 10)
+        assert [r["request_id"] for r in replies()] == list(range(10))
+        assert [r["prediction"]["count"] for r in replies()] == list(range(1, 11))
+        await sock.disconnect()
