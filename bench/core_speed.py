@@ -14,8 +14,9 @@ ncps, ours, ...), so a load change on a shared machine hits both; each repetitio
 calls to last about ``--rep-ms`` and records ms per call. Threads are pinned: the children run
 with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set and call ``torch.set_num_threads(threads)``
 and ``torch.set_num_interop_threads(1)``. Each row reports the median and [min, max] over
-``--repeats`` (>= 7) repetitions; a speed-up counts as a *result* only when the spreads do not
-overlap (our max below ncps's min); otherwise the row says ``overlap``.
+``--repeats`` (>= 7) repetitions (cyclic GC off inside each, as ``timeit``); a speed-up counts
+as a *result* only when the spreads do not overlap (our max below ncps's min); otherwise the
+row says ``overlap``.
 
 On a shared machine, wall time measures the neighbours as much as the code. ``--clock cpu``
 times each repetition by the process's CPU time (``time.process_time``: what this process ran,
@@ -31,6 +32,7 @@ the work each library does per call, which load on the other cores barely moves.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -80,11 +82,18 @@ def interleaved_ms(
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
             fn, n = fns[name], calls[name]
-            start = clock()
-            for _ in range(n):
-                fn()
-            sync()
-            times[name].append((clock() - start) / n * 1e3)
+            # As timeit: no cyclic GC inside a timed repetition (autograd graphs make garbage;
+            # a collection landing in one repetition tripled it), collected between them.
+            gc.collect()
+            gc.disable()
+            try:
+                start = clock()
+                for _ in range(n):
+                    fn()
+                sync()
+                times[name].append((clock() - start) / n * 1e3)
+            finally:
+                gc.enable()
     return {
         name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
         for name, t in times.items()
@@ -173,7 +182,7 @@ def train_result(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> di
     ref.train()
     ours.train()
     timing = {
-        "warmup": 2,
+        "warmup": 3,
         "repeats": args.train_repeats,
         "sync": sync_fn(device),
         "clock": CLOCKS[args.clock],
