@@ -14,16 +14,25 @@ ncps, ours, ...), so a load change on a shared machine hits both; each repetitio
 calls to last about ``--rep-ms`` and records ms per call. Threads are pinned: the children run
 with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set and call ``torch.set_num_threads(threads)``
 and ``torch.set_num_interop_threads(1)``. Each row reports the median and [min, max] over
-``--repeats`` (>= 7) repetitions; a speed-up counts as a *result* only when the spreads do not
-overlap (our max below ncps's min); otherwise the row says ``overlap``.
+``--repeats`` (>= 7) repetitions (cyclic GC off inside each, as ``timeit``); a speed-up counts
+as a *result* only when the spreads do not overlap (our max below ncps's min); otherwise the
+row says ``overlap``.
+
+On a shared machine, wall time measures the neighbours as much as the code. ``--clock cpu``
+times each repetition by the process's CPU time (``time.process_time``: what this process ran,
+not what it waited for the cores) and ``--cpus 0`` pins the children to the listed cores
+(``os.sched_setaffinity``, as ``taskset -c 0``). With ``--threads 1`` the two together measure
+the work each library does per call, which load on the other cores barely moves.
 
     python bench/core_speed.py                 # the table in BENCHMARKS.md
     python bench/core_speed.py --json out.json --batches 1 256 4096 --device cpu
+    python bench/core_speed.py --models cfc --batches 1 64 4096 --threads 1 --cpus 0 --clock cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -40,11 +49,16 @@ MALLOC_HIGH = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": s
 Spread = dict[str, float]  # {"median", "min", "max"} in ms per call
 
 
-def _calls_per_rep(fn: Callable[[], object], sync: Callable[[], None], rep_ms: float) -> int:
-    start = time.perf_counter()
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _calls_per_rep(
+    fn: Callable[[], object], sync: Callable[[], None], rep_ms: float, clock: Callable[[], float]
+) -> int:
+    start = clock()
     fn()
     sync()
-    once = max(time.perf_counter() - start, 1e-7)
+    once = max(clock() - start, 1e-7)
     return max(1, int(rep_ms / 1e3 / once))
 
 
@@ -55,6 +69,7 @@ def interleaved_ms(
     repeats: int,
     sync: Callable[[], None],
     rep_ms: float,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Spread]:
     """Time every function in turn within each repetition (order reversed every other one)."""
     names = list(fns)
@@ -62,16 +77,23 @@ def interleaved_ms(
         for _ in range(warmup):
             fns[name]()
     sync()
-    calls = {name: _calls_per_rep(fns[name], sync, rep_ms) for name in names}
+    calls = {name: _calls_per_rep(fns[name], sync, rep_ms, clock) for name in names}
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
             fn, n = fns[name], calls[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            sync()
-            times[name].append((time.perf_counter() - start) / n * 1e3)
+            # As timeit: no cyclic GC inside a timed repetition (autograd graphs make garbage;
+            # a collection landing in one repetition tripled it), collected between them.
+            gc.collect()
+            gc.disable()
+            try:
+                start = clock()
+                for _ in range(n):
+                    fn()
+                sync()
+                times[name].append((clock() - start) / n * 1e3)
+            finally:
+                gc.enable()
     return {
         name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
         for name, t in times.items()
@@ -105,7 +127,12 @@ def step_results(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> li
         x = torch.randn(B, 16, generator=g).to(device)
         dt = (torch.rand(B, generator=g) * 2 + 0.1).to(device)
         h = ours.init_state(B, device=device)
-        timing = {"warmup": args.warmup, "repeats": args.repeats, "sync": sync}
+        timing = {
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "sync": sync,
+            "clock": CLOCKS[args.clock],
+        }
         with torch.inference_mode():
             err = float((cell(x, h, dt.unsqueeze(1))[0] - ours.step(x, dt, h)[0]).abs().max())
             fns: dict[str, Callable[[], object]] = {"ours": partial(ours.step, x, dt, h)}
@@ -154,7 +181,12 @@ def train_result(kind: str, ref: Any, ours: Any, args: argparse.Namespace) -> di
     dt = (torch.rand(B, T, generator=g) * 2 + 0.1).to(device)
     ref.train()
     ours.train()
-    timing = {"warmup": 2, "repeats": args.train_repeats, "sync": sync_fn(device)}
+    timing = {
+        "warmup": 3,
+        "repeats": args.train_repeats,
+        "sync": sync_fn(device),
+        "clock": CLOCKS[args.clock],
+    }
     fns: dict[str, Callable[[], object]] = {"ours": partial(ours_fwd_bwd, ours, x, dt)}
     if not args.skip_ncps:
         fns["ncps"] = partial(ncps_fwd_bwd, ref, x, dt)
@@ -179,10 +211,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     from liquidcore.native import library
 
+    if args.cpus:
+        os.sched_setaffinity(0, args.cpus)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     results: dict[str, Any] = {
         "threads": torch.get_num_threads(),
+        "cpus": sorted(os.sched_getaffinity(0)),
         "native_ltc": library() is not None,
         "step": [],
         "train": [],
@@ -272,6 +307,10 @@ def main() -> None:
     p.add_argument("--batches", nargs="+", type=int, default=[1, 64, 256, 1024, 4096])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cpus", nargs="+", type=int, help="pin the children to these cores")
+    p.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall", help="wall or process CPU time"
+    )
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=9, help="interleaved repetitions (>= 7)")
     p.add_argument("--rep-ms", type=float, default=20.0, help="target length of a repetition")
@@ -295,10 +334,13 @@ def main() -> None:
     default = run_child(argv, {}, args.threads)
     high = run_child(argv, MALLOC_HIGH, args.threads)
     native = "on" if default["native_ltc"] else "off"
-    print(f"threads={default['threads']} device={args.device} native LTC kernels={native}")
     print(
-        f"ms per call, median [min, max] of interleaved repetitions ({args.repeats} step, "
-        f"{args.train_repeats} fwd+bwd)\n"
+        f"threads={default['threads']} cpus={default['cpus']} clock={args.clock} "
+        f"device={args.device} native LTC kernels={native}"
+    )
+    print(
+        f"{args.clock} ms per call, median [min, max] of interleaved repetitions "
+        f"({args.repeats} step, {args.train_repeats} fwd+bwd)\n"
     )
     print(table(default, high))
     if args.json:

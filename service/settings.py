@@ -464,12 +464,10 @@ class Settings(BaseSettings):
         return bool(self.api_keys)
 
     def resolved_device(self) -> str:
-        """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-        if self.device != "auto":
-            return self.device
-        import torch
+        """The device as :func:`liquidcore.device.resolve_device` (the one resolver) names it."""
+        from liquidcore.device import resolve_device  # lazy: importing torch is slow
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(resolve_device(self.device))
 
     def check_bind_is_safe(self) -> None:
         """Refuse to serve without keys on a non-loopback address unless explicitly allowed."""

@@ -20,6 +20,7 @@ from ncps.torch import WiredCfCCell as NcpsWiredCfCCell
 from torch import Tensor, nn
 
 from liquidcore.cells.cfc import CfCCell, WiredCfCCell
+from liquidcore.cells.mixed import MixedMemoryCell
 from liquidcore.functional import cfc as fcfc
 from liquidcore.functional.activations import (
     ACTIVATIONS,
@@ -666,3 +667,110 @@ def test_head_activation_is_validated() -> None:
         CfCCell(3, 4, head_activation="relu")
     with pytest.raises(ValueError, match="pure mode has no ff1/ff2 activation"):
         CfCCell(3, 4, mode="pure", head_activation="lecun_tanh")
+
+
+# --- fused step (packed heads, split first product) against the unfused formulas -----------------
+
+# Fused and unfused float32 steps differ by the order of a few sums (a split product, packed and
+# folded weights): their outputs, of order 1, agree to this many ulps-of-1 worth of round-off.
+FUSED_ATOL = 2e-6
+
+
+def unfused_step(cell: CfCCell, x: Tensor, h: Tensor, dt: Tensor) -> Tensor:
+    """ncps's step written out: ``[x, h]`` concatenated, every head its own product."""
+    u = torch.cat([x, h], dim=1)
+    act = get_activation(cell.backbone_activation)
+    for layer in cell.backbone:
+        u = act(layer(u))
+
+    def head(name: str) -> Tensor:
+        linear = getattr(cell, name)
+        w = linear.weight
+        if cell.sparsity_mask is not None and name in ("ff1", "ff2"):
+            w = w * cell.sparsity_mask
+        return nn.functional.linear(u, w, linear.bias)
+
+    if cell.mode == "pure":
+        assert cell.w_tau is not None
+        assert cell.A is not None
+        return fcfc.cfc_pure(head("ff1"), cell.w_tau, cell.A, dt)
+    update = fcfc.cfc_default if cell.mode == "default" else fcfc.cfc_no_gate
+    heads = (head("ff1"), head("ff2"), head("time_a"), head("time_b"))
+    return update(*heads, dt, act=get_activation(cell.head_activation))
+
+
+def fused_cases() -> list[tuple[str, int, str]]:
+    return [
+        (mode, layers, head)
+        for mode in MODES
+        for layers in (0, 1, 2)
+        for head in ("tanh", "lecun_tanh")
+        if mode != "pure" or head == "tanh"
+    ]
+
+
+@pytest.mark.parametrize(("mode", "layers", "head"), fused_cases())
+@pytest.mark.parametrize("mixed", [False, True])
+def test_fused_step_equals_unfused_formulas(mode: str, layers: int, head: str, mixed: bool) -> None:
+    torch.manual_seed(3)
+    cell = CfCCell(F_IN, HIDDEN, mode, "lecun_tanh", UNITS, layers, head_activation=head)
+    if cell.w_tau is not None and cell.A is not None:
+        with torch.no_grad():  # away from ncps's w_tau = 0, A = 1
+            cell.w_tau.normal_()
+            cell.A.normal_()
+    model: nn.Module = MixedMemoryCell(cell) if mixed else cell
+    state = 2 * HIDDEN if mixed else HIDDEN
+    x, h, dt = torch.randn(6, F_IN), torch.randn(6, state), torch.rand(6, 1) * 3
+    h_in = h
+    if mixed:
+        assert isinstance(model, MixedMemoryCell)
+        h_in, _ = model.lstm(x, h[:, :HIDDEN], h[:, HIDDEN:])
+    with torch.no_grad():
+        want = unfused_step(cell, x, h_in.detach(), dt)
+    for ctx in grad_modes():
+        with ctx():  # type: ignore[attr-defined]
+            got = model(x, h, dt)[1][:, :HIDDEN]
+        torch.testing.assert_close(got.detach(), want, rtol=0, atol=FUSED_ATOL)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_fused_training_gradients_equal_unfused(layers: int) -> None:
+    """The split first product and packed heads on the autograd path: same gradients as the
+    unfused formulas, for every parameter."""
+    torch.manual_seed(4)
+    cell = CfCCell(F_IN, HIDDEN, "default", "lecun_tanh", UNITS, layers).double()
+    x = torch.randn(4, 3, F_IN, dtype=torch.float64)
+    dt = torch.rand(4, 3, dtype=torch.float64)
+    h0 = torch.randn(4, HIDDEN, dtype=torch.float64)
+    grads = []
+    for fused in (True, False):
+        cell.zero_grad()
+        if fused:
+            out, _ = cell.forward_sequence(x, h0, dt)
+        else:
+            h, steps = h0, []
+            for t in range(3):
+                h = unfused_step(cell, x[:, t], h, dt[:, t : t + 1])
+                steps.append(h)
+            out = torch.stack(steps, 1)
+        out.square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in cell.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_inference_sequence_is_bitwise_stepping(layers: int) -> None:
+    """Without autograd a sequence (a served backfill) runs each step's exact operations."""
+    torch.manual_seed(5)
+    cell = CfCCell(F_IN, HIDDEN, "default", "lecun_tanh", UNITS, layers)
+    x, dt = torch.randn(7, 9, F_IN), torch.rand(7, 9)
+    h = torch.randn(7, HIDDEN)
+    with torch.inference_mode():
+        out, h_seq = cell.forward_sequence(x, h, dt)
+        for t in range(9):
+            h = cell.step(x[:, t].contiguous(), h, dt[:, t : t + 1])
+            assert torch.equal(out[:, t], h)
+    assert torch.equal(h_seq, h)

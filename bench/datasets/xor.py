@@ -77,11 +77,21 @@ def dense_sample(
 
 
 def make_xor_set(
-    size: int, seed: int, *, pad_size: int = PAD_SIZE, event_based: bool = True
+    size: int,
+    seed: int,
+    *,
+    pad_size: int = PAD_SIZE,
+    event_based: bool = True,
+    dt_unit: float | None = None,
 ) -> tuple[SequenceSet, dict[str, Any]]:
-    """``size`` samples from ``RandomState(seed)``; returns the set and generation facts."""
+    """``size`` samples from ``RandomState(seed)``; returns the set and generation facts.
+    Δt is the elapsed number of bits divided by ``dt_unit`` (default ``pad_size``, as the
+    paper; 1 gives Δt in bits)."""
     if pad_size < 3:
         raise ValueError(f"pad_size must be >= 3; got {pad_size}")
+    unit = float(pad_size if dt_unit is None else dt_unit)
+    if not unit > 0:
+        raise ValueError(f"dt_unit must be > 0; got {dt_unit}")
     rng = np.random.RandomState(seed)
     make = event_sample if event_based else dense_sample
     ev, el, mk, lab = [], [], [], []
@@ -93,7 +103,7 @@ def make_xor_set(
         lab.append(y)
     s = SequenceSet(
         x=np.stack(ev)[..., None],
-        dt=np.stack(el) / np.float32(pad_size),
+        dt=np.stack(el) / np.float32(unit),
         y=np.asarray(lab, dtype=np.int64),
         mask=np.stack(mk),
     )
@@ -104,14 +114,18 @@ def load_xor(
     *,
     event_based: bool = True,
     pad_size: int = PAD_SIZE,
+    dt_unit: float | None = None,
     train_size: int = TRAIN_SIZE,
     valid_size: int = VALID_SIZE,
     test_size: int = TEST_SIZE,
 ) -> DatasetSplits:
-    """Train / valid / test XOR sets; classification of the parity at the last event."""
-    train, ti = make_xor_set(train_size, TRAIN_SEED, pad_size=pad_size, event_based=event_based)
-    valid, vi = make_xor_set(valid_size, VALID_SEED, pad_size=pad_size, event_based=event_based)
-    test, si = make_xor_set(test_size, TEST_SEED, pad_size=pad_size, event_based=event_based)
+    """Train / valid / test XOR sets; classification of the parity at the last event.
+    ``dt_unit``: see :func:`make_xor_set`."""
+    kw: dict[str, Any] = {"pad_size": pad_size, "event_based": event_based, "dt_unit": dt_unit}
+    train, ti = make_xor_set(train_size, TRAIN_SEED, **kw)
+    valid, vi = make_xor_set(valid_size, VALID_SEED, **kw)
+    test, si = make_xor_set(test_size, TEST_SEED, **kw)
+    unit = float(pad_size if dt_unit is None else dt_unit)
     spec = TaskSpec(
         task="classification",
         n_features=1,
@@ -120,11 +134,12 @@ def load_xor(
         feature_names=("bit",),
         output_names=("even", "odd"),
         time_unit=1.0,
-        default_dt=1.0 / pad_size,
+        default_dt=1.0 / unit,
     )
     info = {
         "benchmark": "xor" if event_based else "xor_dense",
         "pad_size": pad_size,
+        "dt_unit": unit,
         "encoding": "event" if event_based else "dense",
         "sets": {"train": ti, "valid": vi, "test": si},
     }

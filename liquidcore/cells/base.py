@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
+from liquidcore.cells.fold_cache import FoldCache
+
 
 class WiringLike(Protocol):
     """What the cells need of a wiring: ours (``liquidcore.wirings``) or an ncps one."""
@@ -49,6 +51,9 @@ class LiquidCell(nn.Module, ABC):
     input_size: int
     state_size: int
     output_size: int
+    # A cell that folds its parameters before computing (constraints, masks, packed products)
+    # keeps the folds here: one cache mechanism for every cell (liquidcore.cells.fold_cache).
+    _folds: FoldCache[Any] | None = None
 
     @abstractmethod
     def forward(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,6 +80,20 @@ class LiquidCell(nn.Module, ABC):
         dtype = dtype or (p.dtype if p is not None else torch.float32)
         device = device or (p.device if p is not None else None)
         return torch.zeros(n, self.state_size, dtype=dtype, device=device)
+
+    def clear_cache(self) -> None:
+        """Forget the cached folds of this cell and of the cells inside it. Needed only after
+        writes through ``param.data``, which bypass the version counters the cache checks."""
+        for m in self.modules():
+            if isinstance(m, LiquidCell) and m._folds is not None:
+                m._folds.clear()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> LiquidCell:
+        # .to() / .double() free storages whose addresses new ones may reuse, so a cache key of
+        # (address, version) could match stale folds: forget them before moving.
+        if self._folds is not None:
+            self._folds.clear()
+        return super()._apply(fn, recurse)
 
     def apply_constraints(self) -> None:
         """Project parameters back to their valid range after an optimiser step."""

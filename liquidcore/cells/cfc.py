@@ -42,18 +42,19 @@ Differences from ncps, all deliberate:
 
 Speed. Tanh-shaped backbone activations (``lecun_tanh``, ``tanh``) are run as one sigmoid, their
 ``pre`` factor folded into the weights before them and their ``scale``/``shift`` into the
-weights after them (:data:`liquidcore.functional.activations.SIGMOID_FORMS`); the four heads are
-one matrix product. With autograd on, the folded weights are rebuilt from the parameters every
-step (so gradients reach the parameters). Without autograd (``torch.no_grad`` or
-``torch.inference_mode``) they are cached, keyed by every parameter's storage address and
-version counter, so optimiser steps, ``load_state_dict``, ``.to()`` and in-place edits under
-``no_grad`` all invalidate the cache. Writes through ``param.data`` bypass version counters:
-call ``clear_cache()`` after them.
+weights after them (:data:`liquidcore.functional.activations.SIGMOID_FORMS`). The four heads
+(ff1, ff2, time_a, time_b) are concatenated at fold time into one matrix, so they read the
+backbone output in one matrix product. The first product is split by columns, ``x @ W_x.T +
+h @ W_h.T`` (two ``addmm``), so ``[x, h]`` is never concatenated. With autograd on, the folds are
+rebuilt from the parameters every step (so gradients reach the parameters); without it they
+live in the cells' common :class:`~liquidcore.cells.fold_cache.FoldCache`. Writes through
+``param.data`` bypass its version check: call ``clear_cache()`` after them.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -61,8 +62,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liquidcore.cells.base import LiquidCell, WiringLike
+from liquidcore.cells.fold_cache import FoldCache
 from liquidcore.functional.activations import SIGMOID_FORMS, get_activation
 from liquidcore.functional.cfc import fold_linear, get_mode
+from liquidcore.functional.tracing import is_tracing
 
 _NCPS_HEAD_ORDER = ("ff1", "ff2", "time_a", "time_b")  # ncps's creation order (its RNG stream)
 _MASKED_HEADS = frozenset({"ff1", "ff2"})  # ncps masks these two only
@@ -70,7 +73,17 @@ _ACTIVATED_HEADS = frozenset({"ff1", "ff2"})  # tanh in ncps, lecun_tanh in the 
 # ncps's tanh; the CfC paper's TensorFlow cell (tf_cfc.py) passes ff1/ff2 through lecun_tanh.
 HEAD_ACTIVATIONS = ("tanh", "lecun_tanh")
 
-Folded = tuple[tuple[tuple[Tensor, Tensor], ...], tuple[Tensor, Tensor]]
+
+class CfCFolded(NamedTuple):
+    """The weights a step runs with. The first product (the first backbone layer, or the packed
+    heads without a backbone) is split by columns so ``[x, h]`` is never concatenated:
+    ``z = x @ first_x + h @ first_h + first_b`` (``first_x``, ``first_h`` are transposed views).
+    ``rest``: each later product as ``(weight, bias)`` for ``F.linear``, the packed heads last."""
+
+    first_x: Tensor
+    first_h: Tensor
+    first_b: Tensor
+    rest: tuple[tuple[Tensor, Tensor], ...]
 
 
 def _check(ok: bool, message: str) -> None:
@@ -87,16 +100,6 @@ def _mask_buffer(mask: Any, features: int, hidden: int) -> Tensor:
         f"[{features}, {hidden}] (ncps's orientation); got {list(t.shape)}",
     )
     return t.abs().T.contiguous()
-
-
-def _tracing() -> bool:
-    """Traced, compiled or exported: build the folded weights in the graph, never cache."""
-    exporting = getattr(torch.compiler, "is_exporting", None)
-    return bool(
-        torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
-        or (exporting is not None and exporting())
-    )
 
 
 class CfCCell(LiquidCell):
@@ -193,16 +196,7 @@ class CfCCell(LiquidCell):
             self.register_parameter("w_tau", None)
             self.register_parameter("A", None)
         self.reset_parameters()
-        # Where every tensor the folded weights derive from lives (read afresh at each check,
-        # so a parameter replaced by load_state_dict(assign=True) or .to() is seen).
-        self._fold_sources: list[tuple[dict[str, Any], str]] = [
-            (store, name)
-            for m in self.modules()
-            for store in (m._parameters, m._buffers)
-            for name, t in store.items()
-            if t is not None
-        ]
-        self._fold_cache: tuple[tuple[tuple[int, int], ...], Folded] | None = None
+        self._folds: FoldCache[CfCFolded] = FoldCache()
 
     def reset_parameters(self) -> None:
         """ncps's initialisation: Xavier-uniform on the 2-D weights, PyTorch's default on the
@@ -231,9 +225,10 @@ class CfCCell(LiquidCell):
     def step(self, x: Tensor, h: Tensor, dt: Tensor) -> Tensor:
         """The new state ``h'[B, hidden_size]`` (which is also the output)."""
         dropout = self._dropping_out()
-        layers, heads = self._plan(dropout)
-        w, b = layers[0] if layers else heads
-        return self._tail(F.linear(torch.cat([x, h], dim=1), w, b), layers, heads, dt, dropout)
+        plan = self._plan(dropout)
+        return self._tail(
+            self._first(torch.addmm(plan.first_b, x, plan.first_x), h, plan), plan, dt, dropout
+        )
 
     def forward_sequence(
         self, x: Tensor, h: Tensor, dt: Tensor, mask: Tensor | None = None
@@ -243,24 +238,22 @@ class CfCCell(LiquidCell):
         taken for all steps in one product, leaving ``h @ W_h`` per step (equal to stepping to
         float round-off); without it each step is computed exactly as ``step`` computes it, so
         serving a backfill and stepping its events give bit-identical states."""
-        if _tracing():
+        if is_tracing():
             return super().forward_sequence(x, h, dt, mask)
         dropout = self._dropping_out()
-        layers, heads = self._plan(dropout)
-        w, b = layers[0] if layers else heads
-        split = torch.is_grad_enabled()
-        if split:  # unbind, not [:, t]: each slice's backward would zero-fill the whole tensor
-            w_h = w[:, self.input_size :].t()
-            firsts = F.linear(x, w[:, : self.input_size], b).unbind(1)
+        plan = self._plan(dropout)
+        B, T, _ = x.shape
+        if torch.is_grad_enabled():  # unbind, not [:, t]: a slice's backward zero-fills it all
+            x_share = torch.addmm(plan.first_b, x.reshape(B * T, -1), plan.first_x)
+            x_shares = x_share.view(B, T, -1).unbind(1)
         else:
-            firsts = x.unbind(1)
+            # contiguous: the same operands as ``step`` gets, so the same bits come out
+            x_shares = tuple(
+                torch.addmm(plan.first_b, x_t.contiguous(), plan.first_x) for x_t in x.unbind(1)
+            )
         outs = []
-        for t, first in enumerate(firsts):
-            if split:
-                z = torch.addmm(first, h, w_h)
-            else:
-                z = F.linear(torch.cat([first, h], dim=1), w, b)
-            h_new = self._tail(z, layers, heads, dt[:, t : t + 1], dropout)
+        for t, x_share_t in enumerate(x_shares):
+            h_new = self._tail(self._first(x_share_t, h, plan), plan, dt[:, t : t + 1], dropout)
             if mask is not None:
                 h_new = torch.where(mask[:, t : t + 1], h_new, h)
             outs.append(h_new)
@@ -270,31 +263,29 @@ class CfCCell(LiquidCell):
     def _dropping_out(self) -> bool:
         return self.training and self.backbone_dropout > 0.0
 
-    def _plan(self, dropout: bool) -> Folded:
+    def _plan(self, dropout: bool) -> CfCFolded:
         """The weights a step runs with: the plain backbone and packed heads while dropout is
         active (it must see the true activations), the folded ones otherwise."""
         if dropout:
-            layers = tuple((layer.weight, layer.bias) for layer in self._backbone())
-            return layers, self._packed_heads(1.0, 0.0)
-        return self._folded()
+            layers = [(layer.weight, layer.bias) for layer in self._backbone()]
+            return self._split(layers, self._packed_heads(1.0, 0.0))
+        return self._folds.get(self, self._fold)
 
-    def _tail(
-        self,
-        z: Tensor,
-        layers: tuple[tuple[Tensor, Tensor], ...],
-        heads: tuple[Tensor, Tensor],
-        dt: Tensor,
-        dropout: bool,
-    ) -> Tensor:
-        """From the first layer's pre-activation ``z`` (the heads' when there is no backbone)
-        to the new state."""
-        if layers:
-            for w, b in (*layers[1:], heads):
-                if dropout:
-                    u = F.dropout(self._activation(z), self.backbone_dropout, training=True)
-                else:
-                    u = self._folded_activation(z)
-                z = F.linear(u, w, b)
+    @staticmethod
+    def _first(x_share: Tensor, h: Tensor, plan: CfCFolded) -> Tensor:
+        """The first product's pre-activation: ``x``'s share (with the bias) plus ``h @ W_h``."""
+        if x_share.requires_grad or h.requires_grad or plan.first_h.requires_grad:
+            return torch.addmm(x_share, h, plan.first_h)
+        return x_share.addmm_(h, plan.first_h)  # our own intermediate: accumulate in place
+
+    def _tail(self, z: Tensor, plan: CfCFolded, dt: Tensor, dropout: bool) -> Tensor:
+        """From the first product's pre-activation ``z`` to the new state."""
+        for w, b in plan.rest:
+            if dropout:
+                u = F.dropout(self._activation(z), self.backbone_dropout, training=True)
+            else:
+                u = self._folded_activation(z)
+            z = F.linear(u, w, b)
         if self._pure:
             return self._mode.update(z, dt, self.w_tau, self.A)
         h_new = self._mode.update(z, dt, None, None)
@@ -345,7 +336,7 @@ class CfCCell(LiquidCell):
             return ws[0], bs[0]
         return torch.cat(ws), torch.cat(bs)
 
-    def _fold(self) -> Folded:
+    def _fold(self) -> CfCFolded:
         pre, scale, shift = (1.0, 1.0, 0.0) if self._form is None else self._form
         centred = 0.0 if self._form is None else 0.5 * scale  # see _folded_activation
         layers = []
@@ -357,31 +348,14 @@ class CfCCell(LiquidCell):
                 )
             )
             in_scale, in_shift = scale, shift + centred  # 0 for tanh and lecun_tanh
-        return tuple(layers), self._packed_heads(in_scale, in_shift)
+        return self._split(layers, self._packed_heads(in_scale, in_shift))
 
-    def _fold_key(self) -> tuple[tuple[int, int], ...] | None:
-        try:
-            return tuple([(s[n].data_ptr(), s[n]._version) for s, n in self._fold_sources])
-        except RuntimeError:  # inference tensors keep no version counter: do not cache
-            return None
-
-    def _folded(self) -> Folded:
-        if torch.is_grad_enabled() or _tracing():
-            return self._fold()
-        key = self._fold_key()
-        cache = self._fold_cache
-        if key is not None and cache is not None and cache[0] == key:
-            return cache[1]
-        # Plain tensors even under inference_mode, so the cache stays usable outside it.
-        with torch.inference_mode(False), torch.no_grad():
-            folded = self._fold()
-        if key is not None:
-            self._fold_cache = (key, folded)
-        return folded
-
-    def clear_cache(self) -> None:
-        """Drop the cached folded weights (needed only after writes through ``param.data``)."""
-        self._fold_cache = None
+    def _split(
+        self, layers: Sequence[tuple[Tensor, Tensor]], heads: tuple[Tensor, Tensor]
+    ) -> CfCFolded:
+        (w, b), *rest = [*layers, heads]
+        n = self.input_size
+        return CfCFolded(w[:, :n].t(), w[:, n:].t(), b, tuple(rest))
 
     # --- config and ncps compatibility ----------------------------------------------------------
 
@@ -512,10 +486,6 @@ class WiredCfCCell(LiquidCell):
 
     def output_of(self, h: Tensor) -> Tensor:
         return h[:, self._out]
-
-    def clear_cache(self) -> None:
-        for layer in self.layers:
-            layer.clear_cache()
 
     def get_config(self) -> dict[str, Any]:
         return {

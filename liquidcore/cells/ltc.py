@@ -248,14 +248,6 @@ class LTCCell(LiquidCell):
     def _folded(self) -> LTCFolded:
         return self._folds.get(self, self._fold)
 
-    def clear_cache(self) -> None:
-        """Drop the cached folded parameters (needed only after writes to ``param.data``)."""
-        self._folds.clear()
-
-    def _apply(self, fn: Any, recurse: bool = True) -> LTCCell:
-        self.clear_cache()
-        return super()._apply(fn, recurse)
-
     def apply_constraints(self) -> None:
         """Explicit constraints (``implicit_param_constraints=False``): clip ``w``,
         ``sensory_w``, ``cm`` and ``gleak`` at 0, as ncps's ``apply_weight_constraints``."""

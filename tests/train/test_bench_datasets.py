@@ -171,6 +171,18 @@ def test_xor_splits() -> None:
     assert data.spec.n_outputs == 2
 
 
+def test_xor_dt_unit_rescales_only_the_time_stamps() -> None:
+    paper = xor.load_xor(train_size=50, valid_size=10, test_size=20)
+    bits = xor.load_xor(train_size=50, valid_size=10, test_size=20, dt_unit=1)
+    np.testing.assert_array_equal(bits.train.x, paper.train.x)
+    np.testing.assert_allclose(bits.train.dt, paper.train.dt * 32, rtol=1e-6)
+    np.testing.assert_allclose(bits.train.dt, np.round(bits.train.dt))  # whole bits
+    assert bits.spec.default_dt == 1.0
+    assert paper.spec.default_dt == 1 / 32
+    with pytest.raises(ValueError, match="dt_unit"):
+        xor.make_xor_set(5, 1, dt_unit=0)
+
+
 # --- Lorenz -----------------------------------------------------------------------------------
 
 
