@@ -22,9 +22,12 @@ install: $(VENV)/.installed
 
 # Binaries the tests drive for real (each started by the harness on a free port): redis-server,
 # Prometheus (promtool and a real scrape), nginx (config check and routing), redis_exporter,
-# Chromium (the live page, driven headless over the DevTools protocol).
-SYSTEM_BINARIES := redis-server promtool prometheus nginx prometheus-redis-exporter chromium
-SYSTEM_PACKAGES := redis-server prometheus nginx prometheus-redis-exporter chromium
+# Chromium (the live page, driven headless over the DevTools protocol), mosquitto and its
+# clients (the MQTT broker of tests/mqtt, and mosquitto_pub / mosquitto_sub).
+SYSTEM_BINARIES := redis-server promtool prometheus nginx prometheus-redis-exporter chromium \
+  mosquitto mosquitto_pub mosquitto_sub
+SYSTEM_PACKAGES := redis-server prometheus nginx prometheus-redis-exporter chromium \
+  mosquitto mosquitto-clients
 install-system:
 	@missing=0; for b in $(SYSTEM_BINARIES); do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || [ -x /usr/bin/$$b ] || missing=1; done; \

@@ -142,6 +142,7 @@ def create_app(
         for entry in registry.all():
             metrics.model_info.labels(model=entry.name, version=entry.version).set(1)
         metrics.state_store_up.set(1 if await ctx.store.ping() else 0)
+        mqtt = await _start_mqtt(ctx)
         log.info(
             "serving %s on %s with %s",
             ", ".join(f"{e.name}@{e.version}" for e in registry.all()),
@@ -159,6 +160,8 @@ def create_app(
             yield
         finally:
             ctx.closing = True
+            if mqtt is not None:
+                await mqtt.stop(SHUTDOWN_GRACE_S)
             if releaser is not None:
                 releaser.cancel()
             await _end_live_sessions(ctx)
@@ -206,6 +209,19 @@ def create_app(
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _start_mqtt(ctx: AppContext) -> Any:
+    """The MQTT consumer, started, when the settings name a broker (else None)."""
+    config = ctx.settings.mqtt_config()
+    if config is None:
+        return None
+    from service.mqtt.consumer import MqttConsumer
+
+    consumer = MqttConsumer(config, ctx)
+    await consumer.start()
+    ctx.readiness["mqtt"] = lambda: consumer.connected
+    return consumer
 
 
 async def _end_live_sessions(ctx: AppContext) -> None:

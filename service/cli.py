@@ -88,6 +88,11 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--retry-after-s", type=int, help="Retry-After of 503 answers (s)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug or trace")
+    p.add_argument(
+        "--mqtt-url", help="MQTT broker, mqtt://host:port or mqtts://host:port (default: no MQTT)"
+    )
+    p.add_argument("--mqtt-shard", help="K/N: apply only this replica's share of the streams")
+    p.add_argument("--mqtt-client-id", help="MQTT client id (stable, unique per replica)")
     return p
 
 
@@ -116,6 +121,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 def _validation_message(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
+        if err.get("type") == "default_factory_not_called":
+            continue  # a consequence of another error above, not a problem of its own
         where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         lines.append(f"  {where}: {msg}")

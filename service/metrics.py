@@ -20,6 +20,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.mqtt.metrics import MqttMetrics
 from service.store.record import COUNTED_RESETS
 
 # 0.1 ms to 2.5 s: from an in-memory store hit to a stalled Redis.
@@ -203,6 +204,8 @@ class Metrics:
         for reason in COUNTED_RESETS:
             self.stream_resets.labels(reason=reason)
         self.stages = {name: self.stage.labels(stage=name) for name in STAGES}
+        # MQTT ingestion's series, present (at zero) whether or not MQTT is configured.
+        self.mqtt = MqttMetrics(r, LATENCY_BUCKETS)
 
     def render_latest(self) -> tuple[bytes, str]:
         """The exposition text for ``/metrics`` (all workers' series in multiprocess mode)."""

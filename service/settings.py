@@ -19,6 +19,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.mqtt.settings import MqttOptions
+
 # `liquid serve` hands its settings to worker processes in this variable (JSON).
 SETTINGS_ENV = "LIQUID_SERVE_SETTINGS_JSON"
 # The demo model shipped in the package: served when no model is given.
@@ -119,11 +121,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, MqttOptions):
     """Configuration of ``liquid serve`` and of :func:`service.app.create_app`.
 
     Environment variables carry the ``LIQUID_`` prefix (``LIQUID_REDIS_URL`` ...). Lists and
-    mappings accept either JSON or a comma-separated form.
+    mappings accept either JSON or a comma-separated form. The ``mqtt_*`` fields come from
+    :class:`service.mqtt.settings.MqttOptions`.
     """
 
     model_config = SettingsConfigDict(
@@ -202,9 +205,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to bind.")
     port: int = Field(default=8000, description="TCP port to bind.")
     workers: int = Field(
-        default_factory=lambda data: default_workers(data.get("redis_url")),
+        default_factory=lambda data: (
+            1 if data.get("mqtt_url") else default_workers(data.get("redis_url"))
+        ),
         description="Worker processes (needs redis_url when > 1). Default: 1 with the "
-        "in-process store; with redis_url, one per two available cores.",
+        "in-process store or with MQTT; with redis_url, one per two available cores.",
     )
     torch_threads: int = Field(
         default_factory=lambda data: default_torch_threads(data.get("workers") or 1),

@@ -31,6 +31,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def redis_command(exe: str, port: int, workdir: Path, *options: str) -> list[str]:
     """argv of a private redis-server on 127.0.0.1:``port`` in ``workdir``, nothing persisted;
     ``options`` (``"--appendonly", "yes"`` ...) come last, so they override these defaults."""

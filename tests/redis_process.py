@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, redis_command, wait_for_port
+from tests.conftest import free_port, redis_command, stop_process, wait_for_port
 
 
 class RedisProcess:
@@ -39,12 +39,7 @@ class RedisProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
 

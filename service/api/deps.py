@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -33,6 +34,8 @@ class AppContext:
     live: Any = None
     sessions: set[Any] = field(default_factory=set)  # open live sessions (routes.live)
     closing: bool = False
+    # Readiness of optional parts (e.g. "mqtt": the broker connection), added by the lifespan.
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     def require_engine(self) -> Engine:
         if self.engine is None:

@@ -122,6 +122,6 @@ def test_config_scrapes_the_jobs_the_rules_name(job: str) -> None:
     if job == "liquid":
         # Every replica, not the load balancer: DNS service discovery on the compose service.
         (sd,) = jobs[job]["dns_sd_configs"]
-        assert sd["names"] == ["liquid"]
+        assert sd["names"] == ["liquid", "liquid-mqtt"]  # liquid-mqtt: the `mqtt` profile
         assert sd["type"] == "A"
         assert sd["port"] == 8000

@@ -64,6 +64,7 @@ async def readyz(ctx: Ctx) -> Response:
         "store_writable": answers and await store_takes_writes(ctx),
         "models": len(ctx.registry) > 0,
         "engine": engine is not None and engine.running and not ctx.closing,
+        **{name: check() for name, check in ctx.readiness.items()},
     }
     ready = all(checks.values())
     return JSONResponse(
