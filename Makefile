@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-system run test test-portable lint format typecheck bench bench-service chaos soak clean
+.PHONY: install install-system run test test-portable lint format typecheck bench bench-service bench-cluster chaos chaos-cluster soak clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,16 @@ chaos: install install-system
 
 # Soak (BENCHMARKS.md): steady load and WebSocket churn; RSS slope and open fds (3 min default).
 SOAK_ARGS ?=
+# One Redis vs a 3-master Redis Cluster, same service and workloads (BENCHMARKS.md).
+bench-cluster: install install-system
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk is not installed (make bench-service installs it)"; exit 1; }
+	PYTHONPATH=. $(PY) bench/cluster_load.py $(BENCH_CLUSTER_ARGS)
+
+# The Redis Cluster campaign: a fresh 6-node cluster per run, a reshard and a master SIGKILL under
+# load, with and without LIQUID_REDIS_MIN_REPLICAS_ACK=1; every acknowledged event checked.
+chaos-cluster: install install-system
+	PYTHONPATH=. $(PY) -m tests.chaos.redis_cluster_campaign $(CHAOS_CLUSTER_ARGS)
+
 soak: install install-system
 	PYTHONPATH=. $(PY) bench/soak.py $(SOAK_ARGS)
 

@@ -31,7 +31,7 @@ from service.api.schemas import EventBatchIn, EventIn, MultiEventBatchIn, StateI
 from service.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
 from service.gc_tuning import tune_gc_for_serving
-from service.live.bus import MemoryLiveBus, RedisLiveBus
+from service.live.cluster import make_live_bus
 from service.memory_release import release_after_crowds_leave
 from service.metrics import Metrics, multiprocess_dir
 from service.settings import SETTINGS_ENV, Settings
@@ -130,11 +130,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.redis_url
-        ctx.store = store if store is not None else make_store(url)
-        if live_bus is not None:
-            ctx.live = live_bus
-        else:
-            ctx.live = RedisLiveBus(url, metrics=metrics) if url else MemoryLiveBus(metrics)
+        ctx.store = (
+            store
+            if store is not None
+            else make_store(
+                url,
+                min_replicas_ack=settings.redis_min_replicas_ack,
+                replica_ack_timeout_s=settings.redis_replica_ack_timeout_ms / 1000.0,
+                metrics=metrics,
+            )
+        )
+        ctx.live = live_bus if live_bus is not None else make_live_bus(url, metrics)
         engine = Engine(registry, ctx.store, ctx.live, metrics, config)
         await engine.start()
         ctx.engine = engine

@@ -51,7 +51,21 @@ def serve_parser() -> argparse.ArgumentParser:
         help="model artifact directory (repeatable; the first is the default model). "
         "Default: the demo model",
     )
-    p.add_argument("--redis-url", help="Redis URL (default: an in-process store)")
+    p.add_argument(
+        "--redis-url",
+        help="Redis URL, or redis+cluster://host:port[,host:port...] for a Redis Cluster "
+        "(default: an in-process store)",
+    )
+    p.add_argument(
+        "--redis-min-replicas-ack",
+        type=int,
+        help="replicas that must have a batch's writes (WAIT) before it is answered (default 0)",
+    )
+    p.add_argument(
+        "--redis-replica-ack-timeout-ms",
+        type=int,
+        help="longest wait for those replica acknowledgements (ms, default 1000)",
+    )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--api-keys", help="'key1:tenantA,key2:tenantB' or a JSON object")
     p.add_argument(

@@ -137,6 +137,30 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # Redis Cluster only: per-node round trips by node role (never by address: a cluster's
+        # addresses change with every failover and would explode the series).
+        self.store_node_seconds = Histogram(
+            "liquid_state_store_node_seconds",
+            "Redis Cluster: one node's round trip within a batch, by operation and node role "
+            "(primary: the scripts; replica: waiting for replica acknowledgements).",
+            ["op", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_redirects = Counter(
+            "liquid_state_store_redirects",
+            "Redis Cluster: MOVED / ASK replies followed (resharding, failover).",
+            ["kind"],
+            registry=r,
+        )
+        self.store_retries = Counter(
+            "liquid_state_store_retries",
+            "Redis Cluster: script calls sent again (moved, ask, noscript), masters whose one "
+            "call went again per slot (per_slot), nodes whose replica acknowledgement fell "
+            "short (replica_ack).",
+            ["reason"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "liquid_batch_size",
             "Events per batched step.",

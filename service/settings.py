@@ -143,8 +143,21 @@ class Settings(BaseSettings, MqttOptions):
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis URL for stream states and live feeds. None: an in-process store "
-        "(one process only).",
+        description="Redis URL for stream states and live feeds: redis://, rediss://, unix:// "
+        "(one server) or redis+cluster://host:port[,host:port...] (a Redis Cluster, any nodes "
+        "as seeds). None: an in-process store (one process only).",
+    )
+    redis_min_replicas_ack: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must acknowledge a batch's writes (Redis WAIT) before its "
+        "events are answered 2xx; a shortfall within redis_replica_ack_timeout_ms answers "
+        "503. 0: answer once the master applied them (a failover may lose the last writes).",
+    )
+    redis_replica_ack_timeout_ms: int = Field(
+        default=1000,
+        gt=0,
+        description="Longest wait (ms) for redis_min_replicas_ack replicas to acknowledge.",
     )
     device: str = Field(
         default="auto", description="Torch device for the batched step: auto, cpu, cuda, cuda:N."
@@ -306,9 +319,11 @@ class Settings(BaseSettings, MqttOptions):
     def _redis_url(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip() or None
-        if value is not None and not str(value).startswith(("redis://", "rediss://", "unix://")):
+        if value is not None and not str(value).startswith(
+            ("redis://", "rediss://", "unix://", "redis+cluster://")
+        ):
             raise ValueError(
-                "redis_url must start with redis://, rediss:// or unix:// "
+                "redis_url must start with redis://, rediss://, unix:// or redis+cluster:// "
                 "(e.g. redis://localhost:6379/0)"
             )
         return value

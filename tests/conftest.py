@@ -97,6 +97,29 @@ def redis_url(redis_server: str) -> Iterator[str]:
     return redis_server
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+cluster://`` URL of a private 6-node Redis Cluster for the whole session."""
+    from tests.redis_process import private_redis_cluster
+
+    with private_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_server: str) -> str:
+    """The private cluster's URL, every master flushed before each test that uses it."""
+    import redis
+
+    from service.store.redis_cluster import ClusterSeeds
+
+    for host, port in ClusterSeeds.parse(redis_cluster_server).nodes:
+        with redis.Redis(host=host, port=port) as client:
+            if client.info("replication")["role"] == "master":
+                client.flushall()
+    return redis_cluster_server
+
+
 @pytest.fixture(params=["off", "require"])
 def native_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Runs a test on the torch path (``off``) and on the native kernels (``require``; skipped

@@ -59,6 +59,7 @@ from service.live.bus import LiveBus
 from service.metrics import Metrics
 from service.store.base import CasWrite, StateStore, Versioned
 from service.store.keys import live_channel, state_key
+from service.store.partial import PartialStoreError
 from service.store.record import StreamRecord, encode_record, floats_to_f32
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,21 @@ class _Work:
 def _fail(pending: Sequence[Pending[_Job]], exc: BaseException) -> None:
     for p in pending:
         p.item.settle(None, exc)
+
+
+def _drop_failed(
+    groups: dict[str, list[Pending[_Job]]], failure: PartialStoreError
+) -> tuple[dict[str, list[Pending[_Job]]], list[Versioned | None]]:
+    """Fail the streams whose records ``failure`` could not load; the others, with theirs."""
+    kept: dict[str, list[Pending[_Job]]] = {}
+    loaded: list[Versioned | None] = []
+    for i, (key, pending) in enumerate(groups.items()):
+        if i in failure.failed:
+            _fail(pending, failure)
+        else:
+            kept[key] = pending
+            loaded.append(failure.results[i])
+    return kept, loaded
 
 
 class Engine:
@@ -401,7 +417,12 @@ class Engine:
         self._active.touch(groups, mono)
         todo = groups
         for attempt in range(self.config.max_cas_retries + 1):
-            loaded = await self._store.load(list(todo))
+            try:
+                loaded = await self._store.load(list(todo))
+            except PartialStoreError as exc:
+                # some cluster nodes did not answer: fail their streams, go on with the others
+                log.warning("state store: %s", exc)
+                todo, loaded = _drop_failed(todo, exc)
             todo = await self._attempt(todo, loaded)
             if not todo:
                 return
@@ -446,12 +467,19 @@ class Engine:
             new = build_record(w.plan, policy, w.incoming, w.outputs, w.h, w.x, now)
             writes.append(CasWrite(w.key, w.version, encode_record(new), self.config.store_ttl_s))
         planning += time.perf_counter() - t0
-        won = await self._store.save(writes)
+        failure: PartialStoreError | None = None
+        try:
+            won: list[bool | None] = list(await self._store.save(writes))
+        except PartialStoreError as exc:  # writes whose outcome is unknown are not acknowledged
+            log.warning("state store: %s", exc)
+            failure, won = exc, exc.results
         t0 = time.perf_counter()
         lost: dict[str, list[Pending[_Job]]] = {}
         committed: list[_Work] = []
         for w, ok in zip(writing, won, strict=True):
-            if ok:
+            if ok is None and failure is not None:
+                _fail(w.pending, failure)
+            elif ok:
                 committed.append(w)
             else:
                 lost[w.key] = w.pending

@@ -11,6 +11,8 @@ a slow WebSocket client never makes this process's memory grow.
   subscribers come and go), fanning each message out to them. So predictions made by any
   process or replica reach this process's WebSocket clients. Delivery is at most once: what is
   published while the connection is down is lost (the state in the store is not).
+- :class:`service.live.cluster.ClusterLiveBus`: the same on a Redis Cluster, with sharded
+  pub/sub (``SSUBSCRIBE`` / ``SPUBLISH``).
 
 Usage::
 
@@ -251,14 +253,11 @@ class RedisLiveBus:
     ) -> None:
         self.url = url
         # socket_timeout bounds publishes and (un)subscribes; the reader passes its own timeout.
-        self._redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
+        self._redis: Any = self._make_client(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout
         )
-        self._publish = self._redis.register_script(PUBLISH_SCRIPT)
-        self._pubsub = self._redis.pubsub()
+        self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
+        self._pubsub: Any = self._redis.pubsub()
         self._local = _LocalFanout(metrics)
         self._reconnect_delay_s = reconnect_delay_s
         self._subscribed: set[str] = set()  # channels SUBSCRIBEd on the connection
@@ -269,10 +268,34 @@ class RedisLiveBus:
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
 
+    # --- what a Redis Cluster does differently (service.live.cluster overrides these) -------
+
+    SUBSCRIBED = "subscribe"  # the confirmation of a subscription
+    MESSAGE = "message"
+    PUBLISH = "PUBLISH"
+
+    def _make_client(self, url: str, **options: Any) -> Any:
+        return aioredis.Redis.from_url(url, decode_responses=False, **options)
+
+    async def _connect(self) -> None:
+        await self._pubsub.connect()
+
+    async def _send_subscribe(self, channels: list[str]) -> None:
+        await self._pubsub.subscribe(*channels)
+
+    async def _send_unsubscribe(self, channels: list[str]) -> None:
+        await self._pubsub.unsubscribe(*channels)
+
+    def _connection_channels(self) -> Any:
+        return self._pubsub.channels
+
+    async def _next_message(self, timeout: float) -> Any:
+        return await self._pubsub.get_message(timeout=timeout)
+
     # --- publishing -------------------------------------------------------------------------
 
     async def publish(self, channel: str, message: str) -> None:
-        await self._redis.publish(channel, message)
+        await self._redis.execute_command(self.PUBLISH, channel, message)
 
     async def publish_many(self, messages: Sequence[tuple[str, str]]) -> None:
         """One command for all of ``messages``: a script that PUBLISHes each pair in order.
@@ -287,7 +310,7 @@ class RedisLiveBus:
             heads += _PUBLISH_HEAD.pack(len(c), len(m))
             data += c
             data += m
-        await self._publish(args=[bytes(heads), bytes(data)])
+        await self._publish_script(args=[bytes(heads), bytes(data)])
 
     # --- subscribing ------------------------------------------------------------------------
 
@@ -323,7 +346,7 @@ class RedisLiveBus:
     async def _control_loop(self) -> None:
         while not self._closed:
             try:
-                await self._pubsub.connect()
+                await self._connect()
                 if self._reader is None or self._reader.done():
                     self._reader = asyncio.get_running_loop().create_task(
                         self._read_loop(), name="live-bus-reader"
@@ -339,7 +362,7 @@ class RedisLiveBus:
                 # What redis-py resubscribes on reconnect is what the connection will have.
                 self._subscribed = {
                     c.decode("utf-8") if isinstance(c, bytes) else str(c)
-                    for c in self._pubsub.channels
+                    for c in self._connection_channels()
                 }
                 self._dirty.set()
                 await asyncio.sleep(self._reconnect_delay_s)
@@ -354,19 +377,19 @@ class RedisLiveBus:
                 event = self._confirmed.get(channel)
                 if event is not None and channel not in wanted:
                     event.clear()
-            await self._pubsub.unsubscribe(*drop)
+            await self._send_unsubscribe(drop)
         if add:
             for channel in add:
                 self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
                 self._subscribed.add(channel)
                 self._confirmed.setdefault(channel, asyncio.Event()).clear()
-            await self._pubsub.subscribe(*add)
+            await self._send_subscribe(add)
         for channel in list(self._confirmed):
             if channel not in wanted and channel not in self._outstanding:
                 del self._confirmed[channel]
 
     def _on_control_message(self, kind: str, channel: str) -> None:
-        if kind == "subscribe":
+        if kind == self.SUBSCRIBED:
             left = self._outstanding.get(channel, 0) - 1
             if left > 0:
                 self._outstanding[channel] = left
@@ -380,7 +403,7 @@ class RedisLiveBus:
     async def _read_loop(self) -> None:
         while not self._closed:
             try:
-                msg = await self._pubsub.get_message(timeout=1.0)
+                msg = await self._next_message(1.0)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -393,7 +416,7 @@ class RedisLiveBus:
             channel = msg["channel"]
             if isinstance(channel, bytes):
                 channel = channel.decode("utf-8", "replace")
-            if kind == "message":
+            if kind == self.MESSAGE:
                 data = msg["data"]
                 text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
                 self._local.deliver(channel, text)

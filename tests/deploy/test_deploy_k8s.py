@@ -21,7 +21,7 @@ from tests.deploy.support import K8S_DIR, load_yaml, load_yaml_all
 # Kubernetes versions the manifests must be valid for: 1.27 (autoscaling/v2, policy/v1, the
 # restricted Pod Security Standard are all GA there) and the newest the package knows.
 K8S_VERSIONS = ("1.27", latest_version())
-HELM_VALUES = {"redis-values.yaml", "prometheus-adapter-values.yaml"}
+HELM_VALUES = {"redis-values.yaml", "redis-cluster-values.yaml", "prometheus-adapter-values.yaml"}
 CRD_GROUPS = ("monitoring.coreos.com/",)
 
 

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from service.metrics import Metrics
-from service.store import MemoryStore, RedisStore, StateStore
+from service.store import MemoryStore, StateStore
+from service.store import make_store as store_for_url
 
 
 @pytest.fixture
@@ -123,28 +124,39 @@ def metric() -> Callable[..., float]:
     return sample
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("cluster", marks=pytest.mark.integration),
+    ]
+)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, store_kind: str) -> str | None:
-    """The Redis URL for the ``redis`` kind (flushed), ``None`` for ``memory``."""
-    return str(request.getfixturevalue("redis_url")) if store_kind == "redis" else None
+    """The Redis URL for the ``redis`` kind and the ``redis+cluster`` URL of the harness's
+    6-node cluster for ``cluster`` (flushed), ``None`` for ``memory``."""
+    if store_kind == "memory":
+        return None
+    return str(
+        request.getfixturevalue("redis_url" if store_kind == "redis" else "redis_cluster_url")
+    )
 
 
 @pytest.fixture
 async def make_store(
     anyio_backend: str, store_url: str | None
 ) -> AsyncIterator[Callable[[], StateStore]]:
-    """Factory of stores that share one backing: every call on the ``redis`` kind is a new
-    client of the same server; on ``memory`` it is the same in-process store."""
+    """Factory of stores that share one backing: every call on the ``redis`` and ``cluster``
+    kinds is a new client of the same server(s); on ``memory`` it is the same in-process store."""
     made: list[Any] = []
     shared = MemoryStore()
 
     def make() -> StateStore:
-        s: StateStore = RedisStore(store_url) if store_url else shared
+        s: StateStore = store_for_url(store_url) if store_url else shared
         made.append(s)
         return s
 
