@@ -7,7 +7,9 @@ real offsets, so the model sees the recording's true Δt; ``--speed`` only chang
 events are sent (``--speed 2`` sends them twice as fast as they were recorded, with event times
 running ahead of the clock). Most streams
 POST their events over HTTP; ``--ws-streams`` of them send events on the stream's live
-WebSocket, where the service answers. Every stream is also subscribed to its live feed.
+WebSocket, where the service answers. With ``--mqtt URL`` every stream publishes its events to
+the broker as SenML packs instead (:mod:`service.demo.mqtt_transport`; the service must run
+with ``--mqtt-url`` on the same broker). Every stream is also subscribed to its live feed.
 
 The terminal shows, per stream, the true activity, the top predicted class and its probability,
 and round-trip latencies (p50/p95), refreshed in place on a terminal (plain ANSI escapes) and as
@@ -32,10 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import aiomqtt
 import httpx
 
 from service.client import AsyncClient, LiveStream, Prediction, RetryPolicy, ServiceError
+from service.demo import mqtt_transport
 from service.demo import recordings as rec
+from service.demo.mqtt_transport import MqttTransport
+from service.mqtt.settings import broker_address
 
 PROG = "liquid demo"
 MAX_STREAMS = 64
@@ -45,6 +51,9 @@ DRAIN_S = 0.5  # after the last event: time for live messages still on their way
 REFRESH_S = 0.25
 PLAIN_EVERY_S = 1.0
 MAX_ERRORS_SHOWN = 3
+
+
+VIA_LABELS = {"http": "HTTP", "ws": "WebSocket", "mqtt": "MQTT"}
 
 
 class DemoError(Exception):
@@ -63,6 +72,7 @@ class Options:
     prefix: str = "demo"
     seed: int = 0
     model: str | None = None
+    mqtt: str | None = None  # broker URL: every stream sends its events over MQTT
 
     def __post_init__(self) -> None:
         if not 1 <= self.streams <= MAX_STREAMS:
@@ -82,6 +92,13 @@ class Options:
             raise ValueError(
                 f"--url must be an http(s) URL such as http://127.0.0.1:8000; got {self.url!r}"
             )
+        if self.mqtt is not None:
+            try:
+                broker_address(self.mqtt)
+            except ValueError as exc:
+                raise ValueError(f"--mqtt: {str(exc).removeprefix('mqtt_url ')}") from None
+            if self.ws_streams:
+                raise ValueError("--ws-streams must be 0 with --mqtt (every stream uses MQTT)")
 
 
 # -- what is measured -------------------------------------------------------------------------
@@ -90,7 +107,7 @@ class StreamView:
     """One stream's line on the screen and its counts."""
 
     stream_id: str
-    via: str  # "http" or "ws"
+    via: str  # "http", "ws" or "mqtt"
     recording: str = ""
     activity: str = ""
     events: int = 0
@@ -109,7 +126,9 @@ class StreamView:
 class Stats:
     """Totals of the run."""
 
-    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"http": [], "ws": []})
+    latencies_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {"http": [], "ws": [], "mqtt": []}
+    )
     errors: int = 0
     messages: list[str] = field(default_factory=list)
     sent: int = 0
@@ -148,7 +167,7 @@ def _fmt_ms(v: float) -> str:
 
 def latency_text(stats: Stats) -> str:
     parts = []
-    for via, label in (("http", "HTTP"), ("ws", "WebSocket")):
+    for via, label in VIA_LABELS.items():
         values = stats.latencies_ms[via]
         if values:
             parts.append(
@@ -191,11 +210,13 @@ def summary(views: Sequence[StreamView], stats: Stats, elapsed: float) -> list[s
     recordings = sum(v.recordings_done for v in views)
     last_ok = sum(v.last_correct for v in views)
     n_ws = sum(v.via == "ws" for v in views)
+    n_mqtt = sum(v.via == "mqtt" for v in views)
     rate = events / elapsed if elapsed > 0 else 0.0
     acc = f"{correct / events:.3f} ({correct}/{events})" if events else "- (no events)"
     lines = [
-        f"summary: {len(views)} streams ({len(views) - n_ws} HTTP, {n_ws} WebSocket), "
-        f"{stats.sent} events sent, {events} predictions in {elapsed:.1f} s ({rate:.1f}/s), "
+        f"summary: {len(views)} streams ({len(views) - n_ws - n_mqtt} HTTP, {n_ws} WebSocket"
+        + (f", {n_mqtt} MQTT), " if n_mqtt else "), ")
+        + f"{stats.sent} events sent, {events} predictions in {elapsed:.1f} s ({rate:.1f}/s), "
         f"{stats.errors} errors",
         f"accuracy vs true activity: all events {acc}; last event of each finished recording "
         f"{last_ok}/{recordings}",
@@ -253,8 +274,10 @@ class Replay:
         outputs: Sequence[str],
         screen: Screen,
         color: bool,
+        mqtt: MqttTransport | None = None,
     ) -> None:
         self.opts = opts
+        self.mqtt = mqtt
         self.recordings = list(recordings)
         self.outputs = list(outputs)
         self.screen = screen
@@ -262,7 +285,10 @@ class Replay:
         self.stats = Stats()
         n_http = opts.streams - opts.ws_streams
         self.views = [
-            StreamView(f"{opts.prefix}-{i + 1}", "http" if i < n_http else "ws")
+            StreamView(
+                f"{opts.prefix}-{i + 1}",
+                "mqtt" if mqtt is not None else ("http" if i < n_http else "ws"),
+            )
             for i in range(opts.streams)
         ]
         self.stop = asyncio.Event()
@@ -296,9 +322,10 @@ class Replay:
     async def _send(
         self, via: Any, view: StreamView, event: dict[str, Any]
     ) -> tuple[Prediction | None, float]:
-        """Send ``event`` over ``via`` (the HTTP client or the stream's live socket); its
-        prediction (``None`` when refused, counted as an error) and the round trip in ms."""
-        kind = "ws" if isinstance(via, LiveStream) else "http"
+        """Send ``event`` over ``via`` (the HTTP client, the stream's live socket or the MQTT
+        transport); its prediction (``None`` when refused, counted as an error) and the round
+        trip in ms."""
+        kind = view.via
         t0 = time.perf_counter()
         try:
             if kind == "ws":
@@ -307,8 +334,10 @@ class Replay:
                 sent = via.send(view.stream_id, event["t"], event["x"], id=event["id"])
             prediction = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
         except ServiceError as exc:
-            label = "WebSocket" if kind == "ws" else "HTTP"
-            self.stats.error(f"{view.stream_id}: {label} {exc.status} {exc.code}: {exc.message}")
+            status = f" {exc.status}" if exc.status else ""  # MQTT errors have no status
+            self.stats.error(
+                f"{view.stream_id}: {VIA_LABELS[kind]}{status} {exc.code}: {exc.message}"
+            )
             return None, (time.perf_counter() - t0) * 1000.0
         ms = (time.perf_counter() - t0) * 1000.0
         self.stats.latencies_ms[kind].append(ms)
@@ -322,7 +351,7 @@ class Replay:
     async def _stream(self, client: AsyncClient, index: int, feed: LiveStream) -> None:
         """Replay recordings on stream ``index`` until the run ends."""
         view = self.views[index]
-        via: Any = feed if view.via == "ws" else client
+        via: Any = {"ws": feed, "mqtt": self.mqtt}.get(view.via, client)
 
         async def send(event: dict[str, Any]) -> tuple[Prediction | None, float]:
             return await self._send(via, view, event)
@@ -484,29 +513,53 @@ async def run(opts: Options, out: TextIO, tty: bool) -> int:
         except DemoError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
-        replay = Replay(opts, recordings, outputs, Screen(out, tty), color=tty)
-        loop = asyncio.get_running_loop()
+        async with contextlib.AsyncExitStack() as stack:
+            mqtt = None
+            if opts.mqtt is not None:
+                try:
+                    mqtt = await stack.enter_async_context(
+                        mqtt_transport.connect(opts.mqtt, rec.FEATURES)
+                    )
+                except aiomqtt.MqttError as exc:
+                    print(f"{PROG}: cannot reach the broker at {opts.mqtt}: {exc}", file=sys.stderr)
+                    return 2
+            return await _replay(opts, client, recordings, outputs, out, tty, mqtt)
+
+
+async def _replay(
+    opts: Options,
+    client: AsyncClient,
+    recordings: Sequence[rec.Recording],
+    outputs: Sequence[str],
+    out: TextIO,
+    tty: bool,
+    mqtt: MqttTransport | None,
+) -> int:
+    """Run the replay (after the preflight; over ``mqtt`` when given) and print the summary."""
+    replay = Replay(opts, recordings, outputs, Screen(out, tty), color=tty, mqtt=mqtt)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, replay.stop.set)
+    over = f" over MQTT ({opts.mqtt})" if opts.mqtt else ""
+    print(
+        f"{PROG}: replaying {len(recordings)} irregular BasicMotions test recordings on "
+        f"{opts.streams} streams{over}; watch one at {opts.url.rstrip('/')}/?stream="
+        f"{replay.views[0].stream_id}",
+        file=out,
+    )
+    try:
+        await replay.run(client)
+    except DemoError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, replay.stop.set)
-        print(
-            f"{PROG}: replaying {len(recordings)} irregular BasicMotions test recordings on "
-            f"{opts.streams} streams; watch one at {opts.url.rstrip('/')}/?stream="
-            f"{replay.views[0].stream_id}",
-            file=out,
-        )
-        try:
-            await replay.run(client)
-        except DemoError as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
-        if replay.fatal:
-            replay.stats.error(f"replay stopped: {replay.fatal}")
-        for line in summary(replay.views, replay.stats, replay.elapsed()):
-            print(line, file=out)
-        return 1 if replay.stats.errors else 0
+            loop.remove_signal_handler(signal.SIGINT)
+    if replay.fatal:
+        replay.stats.error(f"replay stopped: {replay.fatal}")
+    for line in summary(replay.views, replay.stats, replay.elapsed()):
+        print(line, file=out)
+    return 1 if replay.stats.errors else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -541,6 +594,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default=d.prefix, help="stream id prefix (default 'demo')")
     p.add_argument("--model", help="served model to use (default: the service's default)")
     p.add_argument("--seed", type=int, default=d.seed, help="order of the recordings")
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="broker (mqtt://host:port): every stream publishes its events there as SenML "
+        "packs; the service must run with --mqtt-url on the same broker",
+    )
     return p
 
 
@@ -548,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     ws_streams = args.ws_streams
     if ws_streams is None:
-        ws_streams = min(Options().ws_streams, max(args.streams - 1, 0))
+        ws_streams = 0 if args.mqtt else min(Options().ws_streams, max(args.streams - 1, 0))
     try:
         opts = Options(
             url=args.url,
@@ -561,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prefix=args.prefix,
             seed=args.seed,
             model=args.model,
+            mqtt=args.mqtt,
         )
     except ValueError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

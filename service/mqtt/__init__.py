@@ -9,6 +9,8 @@ Modules, one concept each:
 - ``shard``: static sharding of streams over replicas (``K/N``)
 - ``senml``: RFC 8428 packs to events of a model's named features
 - ``payload``: a message's payload to validated events, with their ids
+- ``wire``: what clients share with the consumer (SenML content type, derived event ids),
+  importable without the server
 - ``acks``: acknowledgements in arrival order, after the state commit
 - ``lanes``: per-stream ordered submission
 - ``publisher``: predictions and errors published back

@@ -14,7 +14,6 @@ topic are therefore one event, unless their events carry ids.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -25,6 +24,7 @@ from service.api.submit import _batch_items, field_error, parse_batch
 from service.engine.registry import FeatureSpec
 from service.mqtt import senml
 from service.mqtt.topics import SENML_SUFFIX
+from service.mqtt.wire import derived_id
 
 JSON_TYPES = ("application/json", "")
 
@@ -48,11 +48,6 @@ def is_senml(content_type: str | None, extra_levels: tuple[str, ...]) -> bool:
             f"or {senml.CONTENT_TYPE} (SenML)",
         )
     return bool(extra_levels)
-
-
-def derived_id(topic: str, payload: bytes, index: int) -> str:
-    digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=12).hexdigest()
-    return f"mqtt:{digest}.{index}"
 
 
 def decode_events(

@@ -26,8 +26,9 @@ from typing import Any
 from service.api.errors import ErrorCode
 from service.api.parsing import FieldError, parse_features, parse_number, parse_timestamp
 from service.engine.registry import FeatureSpec
+from service.mqtt.wire import SENML_CONTENT_TYPE
 
-CONTENT_TYPE = "application/senml+json"
+CONTENT_TYPE = SENML_CONTENT_TYPE
 RELATIVE_TIME_LIMIT = 2.0**28  # RFC 8428 §4.5.3: smaller times are relative to "now"
 _BASE = ("bn", "bt", "bu", "bv", "bs", "bver")
 _RECORD = ("n", "u", "v", "vs", "vb", "vd", "s", "t", "ut")

@@ -15,11 +15,12 @@ from service.api.parsing import FieldError
 from service.engine.registry import FeatureSpec
 from service.mqtt.acks import AckWindow
 from service.mqtt.lanes import StreamLanes
-from service.mqtt.payload import decode_events, derived_id, is_senml
+from service.mqtt.payload import decode_events, is_senml
 from service.mqtt.senml import decode_pack, feature_units
 from service.mqtt.settings import broker_address
 from service.mqtt.shard import Shard, stream_hash
 from service.mqtt.topics import TopicTemplate
+from service.mqtt.wire import derived_id
 from service.settings import Settings
 
 SPEC = FeatureSpec(2, ("temp", "hum"))
