@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -27,7 +26,7 @@ from paho.mqtt.properties import Properties
 from service.client import Prediction, ServiceError
 from service.mqtt.settings import MqttOptions, broker_address
 from service.mqtt.topics import TopicTemplate
-from service.mqtt.wire import SENML_CONTENT_TYPE, derived_id
+from service.mqtt.wire import SENML_CONTENT_TYPE, derived_id, disable_nagle
 
 CONNECT_TIMEOUT_S = 5.0
 QOS = 1
@@ -68,11 +67,7 @@ async def connect(url: str, names: Sequence[str]) -> AsyncIterator[MqttTransport
     """A transport connected to the broker at ``url`` and subscribed to the answers
     (``aiomqtt.MqttError`` when the broker cannot be reached)."""
     async with _client(url) as client:
-        # Each event waits for its answer: small writes must not wait for Nagle's algorithm
-        # (and the peer's delayed ACK, ~40 ms on Linux).
-        sock = client._client.socket()
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        disable_nagle(client)  # each event waits for its answer
         transport = MqttTransport(client, names)
         for template in (transport.predictions, transport.errors):
             await client.subscribe(template.subscription(), qos=QOS)

@@ -43,6 +43,7 @@ from service.mqtt.publisher import Publisher
 from service.mqtt.senml import feature_units
 from service.mqtt.settings import MqttConfig
 from service.mqtt.topics import SENML_SUFFIX
+from service.mqtt.wire import disable_nagle
 from service.settings import TENANT_PATTERN
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ class MqttConsumer:
             window = AckWindow(client._client.ack)
             try:
                 async with client:
+                    disable_nagle(client)  # PUBACKs and predictions are small, awaited writes
                     self._window = window
                     await self._subscribe(client)
                     self._set_connected(True)

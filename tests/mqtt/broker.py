@@ -34,6 +34,7 @@ class Mosquitto:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            "set_tcp_nodelay true\n"  # as deploy/mosquitto/mosquitto.conf
             # started as root, mosquitto would switch to the 'mosquitto' user, which cannot
             # write its persistence file into this directory
             f"user {getpass.getuser()}\n"
