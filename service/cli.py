@@ -214,9 +214,10 @@ def run_server(settings: Any, app: Any = None) -> None:
         ws_send_timeout_s=settings.ws_send_timeout_s,
     )
     if settings.workers == 1:
-        from service.gc_tuning import tune_gc_for_serving
+        if app is not None:  # built here: freeze it (the factory, app_from_env, does its own)
+            from service.gc_tuning import tune_gc_for_serving
 
-        tune_gc_for_serving()  # the app is built: freeze it out of the collector's view
+            tune_gc_for_serving()
         uvicorn.Server(config).run()
         return
     # prometheus-client's multiprocess mode: every worker writes its series to files here and

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import time
@@ -47,8 +48,10 @@ class DropDetector:
         return False
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``; None elsewhere (musl, macOS), where only the collection runs."""
+    """glibc's ``malloc_trim``; None elsewhere (musl, macOS), where only the collection runs.
+    Looked up once: ``find_library`` runs ``ldconfig``, not a thing to do on the event loop."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
