@@ -7,11 +7,11 @@ connected then closed, RSS stays ~160 MB above its start (a plateau — a second
 not a leak: tracemalloc shows no object of theirs left). ``gc.collect()`` then ``malloc_trim(0)``
 returns most of it (450 → 340 MB in that run).
 
-A full collection walks every tracked object: ~200 ms with torch, FastAPI and the model loaded.
+A full collection walks every tracked object: ~190 ms with torch, FastAPI and the model loaded.
 So the heap built at start-up (modules, models) is frozen out of collection once the service is
 ready (``freeze_startup_heap``, as CPython's docs suggest for pre-fork servers): a full
-collection then takes ~1.5 ms with the trim, and ordinary gen-2 collections on the hot path
-shrink the same way. Releases still run only after a real drop in open sessions, sampled once a
+collection then takes microseconds (plus the trim, which costs what it returns), and ordinary
+gen-2 collections on the hot path shrink the same way. Releases still run only after a real drop in open sessions, sampled once a
 second, never on a timer alone.
 """
 

@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from service.memory_release import DropDetector, release_memory
+from service.settings import Settings
 from tests.service_process import start_service
 
 CROWD = 1500
@@ -37,6 +38,11 @@ def test_both_conditions_are_needed() -> None:
     detector.observe(1000)
     assert not detector.observe(850)  # 150 fewer, but far more than half still open
     assert detector.observe(400)
+
+
+def test_a_negative_threshold_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="memory_release_threshold"):
+        Settings(memory_release_threshold=-1)
 
 
 def test_release_memory_runs_here() -> None:
