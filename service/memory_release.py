@@ -11,8 +11,8 @@ A full collection walks every tracked object: ~190 ms with torch, FastAPI and th
 So the heap built at start-up (modules, models) is frozen out of collection once the service is
 ready (``freeze_startup_heap``, as CPython's docs suggest for pre-fork servers): a full
 collection then takes microseconds (plus the trim, which costs what it returns), and ordinary
-gen-2 collections on the hot path shrink the same way. Releases still run only after a real drop in open sessions, sampled once a
-second, never on a timer alone.
+gen-2 collections on the hot path shrink the same way. Releases still run only after a real
+drop in open sessions, sampled once a second, never on a timer alone.
 """
 
 from __future__ import annotations
