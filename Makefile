@@ -48,7 +48,8 @@ test: install install-system
 # toolchain paths, so a CPU-dependent assertion cannot land again: the AVX2 kernels (what an
 # older or differently dispatched x86-64 machine runs), one OpenMP thread, and no C compiler
 # with an empty native-kernel cache (the pure-PyTorch LTC path).
-PORTABLE_TESTS := tests/service/test_engine.py tests/test_ltc.py tests/test_native_ltc.py
+PORTABLE_TESTS := tests/service/test_engine.py tests/test_ltc.py tests/test_native_ltc.py \
+  tests/test_native_warm_at_start.py
 test-portable: install install-system
 	ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
