@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import free_port, redis_command, stop_process, wait_for_port
+from tests.conftest import free_port, free_ports, redis_command, stop_process, wait_for_port
 
 START_TIMEOUT_S = 30.0
 
@@ -124,13 +124,15 @@ class RedisClusterProcesses:
             str(CLUSTER_NODE_TIMEOUT_MS),
         )
         count = masters * (1 + replicas_per_master)
+        # Every node's port and bus port, all distinct (the bus port defaults to port + 10000,
+        # which may be taken or past 65535).
+        ports = free_ports(2 * count)
         self.nodes: list[RedisProcess] = []
         for i in range(count):
             node_dir = workdir / f"node{i}"
             node_dir.mkdir(parents=True, exist_ok=True)
-            # The bus port defaults to port + 10000, which may be taken or past 65535.
-            bus = ("--cluster-port", str(free_port()))
-            self.nodes.append(RedisProcess(node_dir, *node_options, *bus))
+            bus = ("--cluster-port", str(ports[2 * i + 1]))
+            self.nodes.append(RedisProcess(node_dir, *node_options, *bus, port=ports[2 * i]))
 
     @property
     def url(self) -> str:
