@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 
 from service.mqtt.metrics import MqttMetrics
-from service.store.record import COUNTED_RESETS
+from service.store.reasons import COUNTED_RESETS
 
 # 0.1 ms to 2.5 s: from an in-memory store hit to a stalled Redis.
 LATENCY_BUCKETS = (

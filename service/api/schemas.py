@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.parsing import MAX_EVENT_ID_CHARS
-from service.store.record import ResetReason
+from service.store.reasons import ResetReason
 
 # -- OpenAPI / response models ---------------------------------------------------------------
 _T_DESCRIPTION = (

@@ -14,7 +14,8 @@ from service.api.errors import ApiError, ErrorCode
 from service.api.parsing import MAX_EVENT_ID_CHARS, FieldError, parse_number, parse_timestamp
 from service.engine import StateSnapshot
 from service.engine.registry import ServedModel
-from service.store.record import RESET_REASONS, RecentEntry
+from service.store.reasons import RESET_REASONS
+from service.store.recent import RecentEntry
 
 _KEYS = frozenset(
     {

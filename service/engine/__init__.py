@@ -49,7 +49,7 @@ from service.engine.types import (
     StateSnapshot,
     StreamInfo,
 )
-from service.store.record import RecentEntry
+from service.store.recent import RecentEntry
 
 __all__ = [
     "Engine",

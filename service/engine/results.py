@@ -26,7 +26,7 @@ from service.engine.semantics import (
 from service.engine.timing import observe_many
 from service.engine.types import Event, EventResult, Prediction, Rejection
 from service.metrics import Metrics
-from service.store.record import COUNTED_RESETS
+from service.store.reasons import COUNTED_RESETS
 
 
 def results_of(

@@ -29,14 +29,14 @@ itself is gone the next event is a ``"first_event"``.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
-from service.store.record import RecentEntry, ResetReason, StreamRecord
+from service.store.reasons import ResetReason
+from service.store.recent import RecentEntry, RecentWindow
+from service.store.record import StreamRecord
 
-T = TypeVar("T")
+_NO_WINDOW = RecentWindow.empty()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class Plan:
     outcomes: tuple[Outcome, ...]
     steps: tuple[Step, ...]
     resume: bool
-    base_recent: tuple[RecentEntry, ...]
+    base_recent: RecentWindow
     created: float | None
 
     @property
@@ -139,14 +139,6 @@ def is_live(record: StreamRecord | None, policy: Policy, now: float) -> bool:
     return record is not None and now - record.updated <= policy.ttl_s
 
 
-def last_n(items: Sequence[T], n: int) -> tuple[T, ...]:
-    """The last ``n`` of ``items`` (all of them when there are fewer; none when ``n <= 0``).
-
-    The dedupe window is cut with this, never with ``items[len(items) - n:]``: that start goes
-    negative when fewer than ``n`` are kept and then keeps only a short tail."""
-    return tuple(items[-n:]) if n > 0 else ()
-
-
 def plan_stream(
     record: StreamRecord | None,
     events: Sequence[Incoming],
@@ -160,10 +152,13 @@ def plan_stream(
     restart = restart_reason(record, policy, now)
     base = record if restart is None else None
     window = max(0, policy.dedupe_window)
-    base_recent = last_n(base.recent, window) if base is not None else ()
-    # The dedupe window while planning: id -> stored entry, or index of a step in this batch.
-    seen: dict[str, RecentEntry | int] = {e.event_id: e for e in base_recent}
-    order: deque[str] = deque(e.event_id for e in base_recent)
+    base_recent = base.recent.last(window) if base is not None else _NO_WINDOW
+    # The window while planning is base_recent followed by this batch's steps with an id, cut
+    # to the last ``window``: base entry i stays in it while i >= n_base + kept - window, and the
+    # batch's j-th id while j >= kept - window (kept: steps with an id planned so far).
+    n_base = base_recent.n
+    batch_ids: dict[str, tuple[int, int]] = {}  # id -> (j, index of its event)
+    kept = 0
     last_t = base.last_t if base is not None else None
     count = base.count if base is not None else 0
     outcomes: list[Outcome] = []
@@ -172,13 +167,11 @@ def plan_stream(
         if i in refused:
             outcomes.append(NonFinite(i))
             continue
-        if ev.event_id is not None and ev.event_id in seen:
-            ref = seen[ev.event_id]
-            if isinstance(ref, int):
-                outcomes.append(Duplicate(i, of_index=ref))
-            else:
-                outcomes.append(Duplicate(i, original=ref))
-            continue
+        if ev.event_id is not None and window:
+            dup = _duplicate(i, ev.event_id, batch_ids, kept, base_recent, n_base, window)
+            if dup is not None:
+                outcomes.append(dup)
+                continue
         if last_t is not None and ev.t < last_t:
             outcomes.append(OutOfOrder(i, last_t))
             continue
@@ -194,10 +187,8 @@ def plan_stream(
         outcomes.append(step)
         steps.append(step)
         if ev.event_id is not None and window:
-            if len(order) >= window:
-                seen.pop(order.popleft(), None)
-            order.append(ev.event_id)
-            seen[ev.event_id] = i
+            batch_ids[ev.event_id] = (kept, i)
+            kept += 1
     return Plan(
         outcomes=tuple(outcomes),
         steps=tuple(steps),
@@ -205,6 +196,26 @@ def plan_stream(
         base_recent=base_recent,
         created=base.created if base is not None else None,
     )
+
+
+def _duplicate(
+    index: int,
+    event_id: str,
+    batch_ids: dict[str, tuple[int, int]],
+    kept: int,
+    base_recent: RecentWindow,
+    n_base: int,
+    window: int,
+) -> Duplicate | None:
+    """Event ``index`` as a duplicate of an id still in the window, else ``None``."""
+    earlier = batch_ids.get(event_id)
+    if earlier is not None and earlier[0] >= kept - window:
+        return Duplicate(index, of_index=earlier[1])
+    if earlier is None:  # an id applied in this batch is newer than any stored one
+        stored = base_recent.find(event_id)
+        if stored is not None and stored >= n_base + kept - window:
+            return Duplicate(index, original=base_recent[stored])
+    return None
 
 
 def build_record(
@@ -222,11 +233,11 @@ def build_record(
         raise ValueError("a plan without steps writes no record")
     if len(outputs) != len(plan.steps):
         raise ValueError(f"{len(plan.steps)} steps but {len(outputs)} outputs")
-    recent = list(plan.base_recent)
-    for step, y in zip(plan.steps, outputs, strict=True):
-        ev = events[step.index]
-        if ev.event_id is not None:
-            recent.append(RecentEntry(ev.event_id, ev.t, step.dt, tuple(y), step.reset, step.count))
+    new = [
+        RecentEntry(ev.event_id, ev.t, step.dt, tuple(y), step.reset, step.count)
+        for step, y in zip(plan.steps, outputs, strict=True)
+        if (ev := events[step.index]).event_id is not None
+    ]
     last = plan.steps[-1]
     return StreamRecord(
         model=policy.model,
@@ -237,5 +248,5 @@ def build_record(
         count=last.count,
         created=plan.created if plan.created is not None else now,
         updated=now,
-        recent=last_n(recent, policy.dedupe_window),
+        recent=plan.base_recent.extended(new).last(policy.dedupe_window),
     )

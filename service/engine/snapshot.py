@@ -10,9 +10,11 @@ import numpy as np
 
 from service.engine.errors import InvalidState
 from service.engine.registry import ServableModel
-from service.engine.semantics import Policy, last_n
+from service.engine.semantics import Policy
 from service.engine.types import StateSnapshot, StreamInfo, all_finite
-from service.store.record import RESET_REASONS, RecentEntry, StreamRecord, floats_to_f32
+from service.store.reasons import RESET_REASONS
+from service.store.recent import RecentEntry, RecentWindow
+from service.store.record import StreamRecord, floats_to_f32
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -40,7 +42,7 @@ def snapshot_of(record: StreamRecord) -> StateSnapshot:
         count=record.count,
         version=record.version,
         recent_ids=tuple(e.event_id for e in record.recent),
-        recent=record.recent,
+        recent=tuple(record.recent),
         model=record.model,
         created=record.created,
         updated=record.updated,
@@ -91,5 +93,5 @@ def record_of(
         count=snap.count,
         created=snap.created if snap.created is not None and math.isfinite(snap.created) else now,
         updated=now,
-        recent=last_n(tuple(recent.values()), policy.dedupe_window),
+        recent=RecentWindow.of(recent.values()).last(policy.dedupe_window),
     )

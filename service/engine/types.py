@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from service.engine.errors import InvalidEvent
-from service.store.record import RecentEntry
+from service.store.recent import RecentEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class Prediction:
     model: str
     version: str
     duplicate: bool
-    reset: str | None  # a ResetReason value (service.store.record)
+    reset: str | None  # a ResetReason value (service.store.reasons)
     event_id: str | None
     count: int  # events applied to the stream so far
 

@@ -1,10 +1,10 @@
 """A stream's stored state <-> bytes. Pure: no I/O, no clocks, never pickle.
 
-Layout of format version 1 (all little-endian)::
+Layout of format version 2 (all little-endian)::
 
     offset  size  field
     0       4     magic b"LQSR"
-    4       2     u16 format version (1)
+    4       2     u16 format version (2)
     6       2     u16 flags (0, reserved)
     8       8     f64 last_t       event time of the last applied event, seconds since the epoch
     16      8     f64 created      wall-clock time the stream (re)started
@@ -19,9 +19,16 @@ Layout of format version 1 (all little-endian)::
     56      ...   model name, model version
             4*n_h h: raw float32 (exactly the bytes the model produced)
             4*n_x x: raw float32 (the last input, held for predictions between events)
-            n_recent times:  u16 len(id), id (UTF-8), f64 t, f64 dt, u64 count, u8 reset code,
-                             n_y x f64 y (the presented outputs that were returned)
+            4     u32 len(ids), then the dedupe window as columns (service.store.recent):
+                  ids (UTF-8, each framed by 0xFF), f64 t[n_recent], f64 dt[n_recent],
+                  u64 count[n_recent], u8 reset code[n_recent], f64 y[n_recent * n_y]
+                  (the presented outputs that were returned)
     end-4   4     u32 CRC-32 of every byte before it
+
+Version 1 stored the window entry by entry (u16 len(id), id, f64 t, f64 dt, u64 count, u8
+reset code, n_y x f64 y); it is still read, and rewritten as version 2 at the stream's next
+write. The columns make reading and rewriting a record a handful of slices however full its
+window is (entry by entry, a window of 32 cost ~250 µs per event).
 
 Stored predictions keep float64 so a duplicate returns exactly the floats first returned,
 whatever the model's dtype. Anything that is not a complete, intact record of a known version
@@ -33,55 +40,27 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.store.reasons import RESET_REASONS
+from service.store.recent import RecentEntry, RecentWindow, WindowError
+
 MAGIC = b"LQSR"
-FORMAT_VERSION = 1
-
-
-class ResetReason(str, Enum):
-    """Why a stream's state started afresh at an event: the one spelling of these reasons.
-
-    Records, predictions and messages carry the plain string (``.value``); the stored code of a
-    reason is its position here plus one (0: no reset), so the order is part of the format."""
-
-    FIRST_EVENT = "first_event"  # no record: the stream's first event (not counted as a reset)
-    GAP = "gap"  # more than max_gap_s since the last event
-    MODEL_CHANGE = "model_change"  # the record belongs to another model version
-    EXPIRED = "expired"  # no write for longer than the state TTL
-
-
-RESET_REASONS: tuple[str | None, ...] = (None, *(r.value for r in ResetReason))
-# Reported as resets (liquid_stream_resets_total): every reason but a stream's first event.
-COUNTED_RESETS: tuple[str, ...] = tuple(
-    r.value for r in ResetReason if r is not ResetReason.FIRST_EVENT
-)
-_RESET_CODE = {reason: code for code, reason in enumerate(RESET_REASONS)}
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 _HEADER = struct.Struct("<4sHHdddQIIHHHH")
-_RECENT = struct.Struct("<ddQB")
+_RECENT_V1 = struct.Struct("<ddQB")
 _U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 _U16_MAX = 0xFFFF
 
 
 class CodecError(ValueError):
     """The bytes are not a readable stream record (unknown version, truncated or corrupt)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecentEntry:
-    """An applied event of the dedupe window, with the prediction that was returned for it."""
-
-    event_id: str
-    t: float
-    dt: float
-    y: tuple[float, ...]
-    reset: str | None  # a ResetReason value
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +79,7 @@ class StreamRecord:
     count: int
     created: float
     updated: float
-    recent: tuple[RecentEntry, ...] = ()
+    recent: RecentWindow = field(default_factory=RecentWindow.empty)
 
     @property
     def state_size(self) -> int:
@@ -142,56 +121,43 @@ def encode_record(record: StreamRecord) -> bytes:
         raise CodecError("h and x must be raw float32 bytes (a multiple of 4 bytes)")
     if not 0 <= record.count < 2**64:
         raise CodecError(f"count must be in [0, 2**64); got {record.count}")
-    if len(record.recent) > _U16_MAX:
-        raise CodecError(f"at most {_U16_MAX} recent entries can be stored")
-    n_y = len(record.recent[0].y) if record.recent else 0
-    if n_y > _U16_MAX:
-        raise CodecError(f"at most {_U16_MAX} outputs per prediction can be stored")
+    recent = record.recent
     model = _utf8(record.model, "model name")
     version = _utf8(record.version, "model version")
-    parts = [
-        _HEADER.pack(
-            MAGIC,
-            FORMAT_VERSION,
-            0,
-            record.last_t,
-            record.created,
-            record.updated,
-            record.count,
-            len(record.h) // 4,
-            len(record.x) // 4,
-            len(record.recent),
-            n_y,
-            len(model),
-            len(version),
-        ),
-        model,
-        version,
-        record.h,
-        record.x,
-    ]
-    for entry in record.recent:
-        if len(entry.y) != n_y:
-            raise CodecError("every stored prediction of a stream must have the same output size")
-        if entry.reset not in _RESET_CODE:
-            raise CodecError(f"unknown reset reason {entry.reset!r}; valid: {RESET_REASONS}")
-        if not 0 <= entry.count < 2**64:
-            raise CodecError(f"count must be in [0, 2**64); got {entry.count}")
-        event_id = _utf8(entry.event_id, "event id")
-        parts.append(_U16.pack(len(event_id)))
-        parts.append(event_id)
-        parts.append(_RECENT.pack(entry.t, entry.dt, entry.count, _RESET_CODE[entry.reset]))
-        parts.append(np.asarray(entry.y, dtype="<f8").tobytes())
-    body = b"".join(parts)
+    body = b"".join(
+        (
+            _HEADER.pack(
+                MAGIC,
+                FORMAT_VERSION,
+                0,
+                record.last_t,
+                record.created,
+                record.updated,
+                record.count,
+                len(record.h) // 4,
+                len(record.x) // 4,
+                recent.n,
+                recent.n_y if recent.n else 0,
+                len(model),
+                len(version),
+            ),
+            model,
+            version,
+            record.h,
+            record.x,
+            _U32.pack(len(recent.ids)),
+            *recent.columns(),
+        )
+    )
     return body + _CRC.pack(zlib.crc32(body))
 
 
 class _Reader:
     __slots__ = ("data", "pos")
 
-    def __init__(self, data: memoryview) -> None:
+    def __init__(self, data: memoryview, pos: int) -> None:
         self.data = data
-        self.pos = 0
+        self.pos = pos
 
     def take(self, n: int, what: str) -> memoryview:
         end = self.pos + n
@@ -216,10 +182,10 @@ def decode_record(data: bytes | bytearray | memoryview) -> StreamRecord:
     if bytes(raw[:4]) != MAGIC:
         raise CodecError("not a stream record (bad magic)")
     (version_no,) = _U16.unpack_from(raw, 4)
-    if version_no != FORMAT_VERSION:
+    if version_no not in READABLE_VERSIONS:
         raise CodecError(
             f"stream record format version {version_no} is not supported (this build reads "
-            f"version {FORMAT_VERSION}); upgrade the service or delete the stream"
+            f"versions {READABLE_VERSIONS}); upgrade the service or delete the stream"
         )
     if len(raw) < _HEADER.size + _CRC.size:
         raise CodecError(f"stream record is truncated ({len(raw)} bytes)")
@@ -243,29 +209,44 @@ def decode_record(data: bytes | bytearray | memoryview) -> StreamRecord:
         version = str(body[end_model:end_version], "utf-8")
     except UnicodeDecodeError as exc:
         raise CodecError("stream record is corrupt: model name or version is not UTF-8") from exc
-    h = bytes(body[end_version:end_h])
-    x = bytes(body[end_h:end_x])
-    reader = _Reader(body)
-    reader.pos = end_x
-    recent = []
-    for _ in range(n_recent):
-        (n_id,) = _U16.unpack(reader.take(_U16.size, "event id length"))
-        event_id = reader.text(n_id, "event id")
-        t, dt, entry_count, reset_code = _RECENT.unpack(reader.take(_RECENT.size, "recent event"))
-        if reset_code >= len(RESET_REASONS):
-            raise CodecError(f"stream record is corrupt: unknown reset code {reset_code}")
-        y = tuple(np.frombuffer(reader.take(8 * n_y, "stored prediction"), dtype="<f8").tolist())
-        recent.append(RecentEntry(event_id, t, dt, y, RESET_REASONS[reset_code], entry_count))
+    reader = _Reader(body, end_x)
+    read = _read_window if version_no == FORMAT_VERSION else _read_window_v1
+    recent = read(reader, n_recent, n_y)
     if reader.pos != len(body):
         raise CodecError(f"stream record is corrupt: {len(body) - reader.pos} trailing bytes")
     return StreamRecord(
         model=model,
         version=version,
-        h=h,
-        x=x,
+        h=bytes(body[end_version:end_h]),
+        x=bytes(body[end_h:end_x]),
         last_t=last_t,
         count=count,
         created=created,
         updated=updated,
-        recent=tuple(recent),
+        recent=recent,
     )
+
+
+def _read_window(reader: _Reader, n: int, n_y: int) -> RecentWindow:
+    (n_ids,) = _U32.unpack(reader.take(_U32.size, "recent ids length"))
+    ids = bytes(reader.take(n_ids, "recent ids"))
+    t, dt, count = (bytes(reader.take(8 * n, f"recent {what}")) for what in ("t", "dt", "count"))
+    reset = bytes(reader.take(n, "recent resets"))
+    y = bytes(reader.take(8 * n * n_y, "stored predictions"))
+    try:
+        return RecentWindow.from_columns(n, n_y, ids, t, dt, count, reset, y)
+    except WindowError as exc:
+        raise CodecError(f"stream record is corrupt: {exc}") from exc
+
+
+def _read_window_v1(reader: _Reader, n: int, n_y: int) -> RecentWindow:
+    entries = []
+    for _ in range(n):
+        (n_id,) = _U16.unpack(reader.take(_U16.size, "event id length"))
+        event_id = reader.text(n_id, "event id")
+        t, dt, entry_count, code = _RECENT_V1.unpack(reader.take(_RECENT_V1.size, "recent event"))
+        if code >= len(RESET_REASONS):
+            raise CodecError(f"stream record is corrupt: unknown reset code {code}")
+        y = tuple(np.frombuffer(reader.take(8 * n_y, "stored prediction"), dtype="<f8").tolist())
+        entries.append(RecentEntry(event_id, t, dt, y, RESET_REASONS[code], entry_count))
+    return RecentWindow.of(entries)

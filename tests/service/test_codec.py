@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.store.recent import RecentEntry, RecentWindow
 from service.store.record import (
     FORMAT_VERSION,
     MAGIC,
     CodecError,
-    RecentEntry,
     StreamRecord,
     decode_record,
     encode_record,
@@ -39,6 +39,7 @@ def record(**over: object) -> StreamRecord:
         ),
     }
     fields.update(over)
+    fields["recent"] = RecentWindow.of(fields["recent"])  # type: ignore[arg-type]
     return StreamRecord(**fields)  # type: ignore[arg-type]
 
 
@@ -123,7 +124,9 @@ def test_round_trip_property(
         count=count,
         created=last_t,
         updated=-last_t,
-        recent=tuple(RecentEntry(i, t, dt, tuple(y[:n_y]), r, c) for i, t, dt, c, r, y in recent),
+        recent=RecentWindow.of(
+            RecentEntry(i, t, dt, tuple(y[:n_y]), r, c) for i, t, dt, c, r, y in recent
+        ),
     )
     data = encode_record(rec)
     assert decode_record(data) == rec
@@ -133,7 +136,7 @@ def test_round_trip_property(
 def test_unknown_format_version_is_named() -> None:
     data = bytearray(encode_record(record()))
     struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
-    with pytest.raises(CodecError, match=r"format version 2 is not supported"):
+    with pytest.raises(CodecError, match=rf"format version {FORMAT_VERSION + 1} is not supported"):
         decode_record(bytes(data))
 
 
@@ -173,9 +176,16 @@ def test_codec_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize(
     ("over", "match"),
+    [({"h": b"\x00\x00\x00"}, "multiple of 4"), ({"count": -1}, "count")],
+)
+def test_encode_refuses_what_it_cannot_store(over: dict[str, object], match: str) -> None:
+    with pytest.raises(CodecError, match=match):
+        encode_record(record(**over))
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
     [
-        ({"h": b"\x00\x00\x00"}, "multiple of 4"),
-        ({"count": -1}, "count"),
         (
             {
                 "recent": (
@@ -187,14 +197,101 @@ def test_codec_error_is_a_value_error() -> None:
         ),
         ({"recent": (RecentEntry("a", 0, 0, (), "bogus", 1),)}, "unknown reset"),
         ({"recent": (RecentEntry("x" * 70000, 0, 0, (), None, 1),)}, "event id"),
+        ({"recent": (RecentEntry("a", 0, 0, (), None, -1),)}, "count"),
     ],
 )
-def test_encode_refuses_what_it_cannot_store(over: dict[str, object], match: str) -> None:
-    with pytest.raises(CodecError, match=match):
-        encode_record(record(**over))
+def test_window_refuses_what_it_cannot_store(over: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        record(**over)
 
 
 def test_nan_and_inf_state_bytes_are_kept_raw() -> None:
     # The engine never stores non-finite states, but the codec itself must not alter bytes.
     raw = floats_to_f32([math.inf, -math.inf]) + b"\x01\x00\xc0\x7f"  # a NaN with a payload
     assert decode_record(encode_record(record(h=raw))).h == raw
+
+
+def encode_v1(rec: StreamRecord) -> bytes:
+    """``rec`` in format version 1 (the window entry by entry), as earlier builds wrote it."""
+    import zlib
+
+    model, version = rec.model.encode(), rec.version.encode()
+    entries = list(rec.recent)
+    n_y = len(entries[0].y) if entries else 0
+    parts = [
+        struct.pack(
+            "<4sHHdddQIIHHHH", MAGIC, 1, 0, rec.last_t, rec.created, rec.updated, rec.count,
+            len(rec.h) // 4, len(rec.x) // 4, len(entries), n_y, len(model), len(version),
+        ),
+        model, version, rec.h, rec.x,
+    ]  # fmt: skip
+    codes = {None: 0, "first_event": 1, "gap": 2, "model_change": 3, "expired": 4}
+    for e in entries:
+        raw = e.event_id.encode()
+        parts += [struct.pack("<H", len(raw)), raw]
+        parts += [struct.pack("<ddQB", e.t, e.dt, e.count, codes[e.reset])]
+        parts += [struct.pack(f"<{n_y}d", *e.y)]
+    body = b"".join(parts)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_version_1_records_are_still_read_and_rewritten_as_the_current_version() -> None:
+    rec = record()
+    old = encode_v1(rec)
+    assert decode_record(old) == rec
+    new = encode_record(decode_record(old))
+    assert struct.unpack_from("<H", new, 4) == (FORMAT_VERSION,)
+    assert decode_record(new) == rec
+
+
+def test_a_corrupt_version_1_window_is_an_error() -> None:
+    data = bytearray(encode_v1(record()))
+    for i in range(6, len(data) - 4):  # every byte but magic, version and checksum
+        corrupt = bytearray(data)
+        corrupt[i] ^= 0x10
+        with pytest.raises(CodecError):
+            decode_record(bytes(corrupt))
+
+
+def entries(*ids: str) -> list[RecentEntry]:
+    return [RecentEntry(e, float(i), 1.0, (float(i), -1.0), None, i + 1) for i, e in enumerate(ids)]
+
+
+def test_window_finds_the_newest_entry_of_an_id() -> None:
+    ids = ("a", "ü\x00b", "", "a", "ab", "\u2603")  # NUL, empty, multibyte: all findable
+    window = RecentWindow.of(entries(*ids))
+    assert [window.find(e) for e in ("a", "ü\x00b", "", "ab", "\u2603")] == [3, 1, 2, 4, 5]
+    assert window.find("b") is None
+    assert window.find("a\xffb") is None
+    assert window.find("\ud800") is None  # a lone surrogate was never stored
+    assert window[3] == entries(*ids)[3]
+    assert window[-1] == entries(*ids)[-1]
+    assert window.event_ids() == list(ids)
+    with pytest.raises(IndexError):
+        window[6]
+
+
+def test_window_last_and_extended_match_a_list() -> None:
+    all_entries = entries(*(f"e{i}" for i in range(10)))
+    window = RecentWindow.of(all_entries[:4])
+    for keep in (0, 1, 3, 4, 7):
+        grown = window.extended(all_entries[4:]).last(keep)
+        assert list(grown) == all_entries[10 - keep :] if keep else list(grown) == []
+        assert [grown.find(e.event_id) for e in all_entries[10 - keep :]] == list(range(keep))
+        back = decode_record(encode_record(record(recent=grown)))
+        assert back.recent == grown
+
+
+def test_corrupt_window_columns_are_refused() -> None:
+    good = RecentWindow.of(entries("a", "b"))
+    cols = dict(zip(("ids", "t", "dt", "count", "reset", "y"), good.columns(), strict=True))
+    bad = [
+        {"ids": b"\xffa\xff"},  # one id for two entries
+        {"ids": b"a\xffb\xff"},  # not framed
+        {"ids": b"\xff\xc3\xffb\xff"},  # not UTF-8
+        {"reset": b"\x00\x09"},  # unknown reset code
+        {"t": good.t[:8]},  # a short column
+    ]
+    for over in bad:
+        with pytest.raises(ValueError):
+            RecentWindow.from_columns(2, 2, **{**cols, **over})

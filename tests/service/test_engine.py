@@ -523,7 +523,7 @@ async def test_endless_conflicts_give_up_with_state_conflict(
 
     payload = encode_record(
         StreamRecord(
-            "m", "v1", floats_to_f32([0.0] * 3), floats_to_f32([0.0] * 2), T0 - 1, 1, T0, T0, ()
+            "m", "v1", floats_to_f32([0.0] * 3), floats_to_f32([0.0] * 2), T0 - 1, 1, T0, T0
         )
     )
 

@@ -17,11 +17,11 @@ from service.engine.semantics import (
     Step,
     build_record,
     is_live,
-    last_n,
     plan_stream,
     restart_reason,
 )
-from service.store.record import RecentEntry, StreamRecord, floats_to_f32
+from service.store.recent import RecentEntry, RecentWindow
+from service.store.record import StreamRecord, floats_to_f32
 
 POLICY = Policy(
     model="m", version="v1", first_dt=0.5, max_gap_s=100.0, ttl_s=1000.0, dedupe_window=3
@@ -45,7 +45,7 @@ def stored(
         count=count,
         created=1.0,
         updated=updated,
-        recent=recent,
+        recent=RecentWindow.of(recent),
     )
 
 
@@ -215,11 +215,14 @@ def _one_per_batch(ids: list[str], t: float = 5.0) -> StreamRecord:
     return record
 
 
-def test_last_n_keeps_exactly_n() -> None:
-    assert last_n(tuple(range(20)), 32) == tuple(range(20))
-    assert last_n(tuple(range(40)), 32) == tuple(range(8, 40))
-    assert last_n(tuple(range(5)), 0) == ()
-    assert last_n([], 3) == ()
+def test_window_last_keeps_exactly_n() -> None:
+    def window(n: int) -> RecentWindow:
+        return RecentWindow.of(RecentEntry(f"e{i}", float(i), 1.0, (), None, i) for i in range(n))
+
+    assert window(20).last(32) == window(20)
+    assert [e.count for e in window(40).last(32)] == list(range(8, 40))
+    assert window(5).last(0) == ()
+    assert RecentWindow.empty().last(3) == ()
 
 
 @pytest.mark.parametrize("n", [20, 31, 32, 33, 40])
