@@ -56,7 +56,21 @@ class Row:
         return cls(h0=h0, x=xs, dt=dts, fresh=fresh)
 
 
-ModelCall = tuple[ServableModel, list[Row]]
+@dataclass(slots=True)
+class StepBlock:
+    """One step for each of ``B`` streams, as arrays: ``x[B,F]`` float32, ``dt[B]`` float64
+    seconds, ``fresh[B]`` (re-initialise before the step), ``resumed[B]`` (the row continues
+    ``h0[b]``; else it starts from ``init_state``), ``h0[B,S]`` float32 (rows not resumed are
+    ignored)."""
+
+    x: np.ndarray
+    dt: np.ndarray
+    fresh: np.ndarray
+    resumed: np.ndarray
+    h0: np.ndarray
+
+
+ModelCall = tuple[ServableModel, list[Row], StepBlock | None]
 
 
 def forward_rows(
@@ -65,44 +79,78 @@ def forward_rows(
     device: torch.device,
     buckets: Sequence[int] = (),
     staging: HostStaging | None = None,
+    block: StepBlock | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One ``model.forward`` over ``rows`` padded to the longest (masked, restarts via
-    ``reset``) and, with ``buckets``, to the smallest bucket that holds them (padding rows are
-    masked throughout and cut from the answer). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)``
-    for the ``B`` rows given. Call in inference mode."""
-    B = len(rows)
+    """One ``model.forward`` over ``rows`` and then the streams of ``block`` (one step each),
+    padded to the longest (masked, restarts via ``reset``) and, with ``buckets``, to the
+    smallest bucket that holds them (padding rows are masked throughout and cut from the
+    answer). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)`` for the ``B`` rows given, the
+    block's last. Call in inference mode."""
+    R = len(rows)
+    n = 0 if block is None else len(block.dt)
+    B = R + n
     P = bucket_size(B, buckets)  # rows the device sees
-    T = max(len(r.dt) for r in rows)
+    T = max([len(r.dt) for r in rows] + [1] * (n > 0), default=1)
     F, S = model.input_size, model.state_size
-    if T == 1 and P == B:  # one step per stream (the common case): one conversion per column
-        x = np.array([r.x[0] for r in rows], dtype=np.float32).reshape(B, 1, F)
-        dt = np.array([r.dt[0] for r in rows], dtype=np.float64).astype(np.float32)[:, None]
-        mask = np.ones((B, 1), dtype=bool)
-        reset = np.array([r.fresh[0] for r in rows], dtype=bool)[:, None]
+    x = np.zeros((P, T, F), dtype=np.float32)
+    dt = np.zeros((P, T), dtype=np.float32)
+    mask = np.zeros((P, T), dtype=bool)
+    reset = np.zeros((P, T), dtype=bool)
+    if T == 1 and R:  # one step per stream (the common case): one conversion per column
+        x[:R, 0] = [r.x[0] for r in rows]
+        dt[:R, 0] = np.array([r.dt[0] for r in rows], dtype=np.float64)
+        mask[:R] = True
+        reset[:R, 0] = [r.fresh[0] for r in rows]
     else:
-        x = np.zeros((P, T, F), dtype=np.float32)
-        dt = np.zeros((P, T), dtype=np.float32)
-        mask = np.zeros((P, T), dtype=bool)
-        reset = np.zeros((P, T), dtype=bool)
         for b, r in enumerate(rows):
-            n = len(r.dt)
-            x[b, :n] = r.x
-            dt[b, :n] = np.asarray(r.dt, dtype=np.float64)  # rounded to float32 here, once
-            mask[b, :n] = True
-            reset[b, :n] = r.fresh
-    stage = staging if staging is not None else HostStaging(device)
+            k = len(r.dt)
+            x[b, :k] = r.x
+            dt[b, :k] = np.asarray(r.dt, dtype=np.float64)  # rounded to float32 here, once
+            mask[b, :k] = True
+            reset[b, :k] = r.fresh
     resumed = [b for b, r in enumerate(rows) if r.h0 is not None]
-    stored = None
+    states = []
     if resumed:
         raw = b"".join(rows[b].h0 or b"" for b in resumed)
-        stored = stage.to_device("h0", np.frombuffer(raw, dtype="<f4").reshape(len(resumed), S))
-    if stored is not None and len(resumed) == P:
-        h0 = stored
+        states.append(np.frombuffer(raw, dtype="<f4").reshape(len(resumed), S))
+    if block is not None and n:
+        x[R:B, 0] = block.x
+        dt[R:B, 0] = block.dt  # float64 seconds rounded to float32 here, once
+        mask[R:B, 0] = True
+        reset[R:B, 0] = block.fresh
+        from_block = np.flatnonzero(block.resumed)
+        if len(from_block):
+            resumed.extend((from_block + R).tolist())
+            states.append(block.h0[from_block])
+    stored = None if not states else states[0] if len(states) == 1 else np.concatenate(states)
+    return forward_arrays(model, B, x, dt, mask, reset, stored, resumed, device, staging)
+
+
+def forward_arrays(
+    model: ServableModel,
+    B: int,
+    x: np.ndarray,
+    dt: np.ndarray,
+    mask: np.ndarray,
+    reset: np.ndarray,
+    stored: np.ndarray | None,
+    resumed: Sequence[int] | np.ndarray,
+    device: torch.device,
+    staging: HostStaging | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model call itself: ``x[P,T,F]``, ``dt[P,T]`` float32, ``mask`` and ``reset``
+    ``[P,T]`` for ``P >= B`` rows (the first ``B`` answered); ``stored[k,S]``: the states of
+    rows ``resumed``, the others start from ``init_state``."""
+    P = x.shape[0]
+    stage = staging if staging is not None else HostStaging(device)
+    h_stored = None if stored is None else stage.to_device("h0", stored)
+    if h_stored is not None and len(resumed) == P:
+        h0 = h_stored
     else:
         h0 = model.init_state(P, device=device).clone()
-        if stored is not None:
-            idx = torch.as_tensor(resumed, dtype=torch.long).to(device)
-            h0[idx] = stored.to(h0.dtype)
+        if h_stored is not None:
+            idx = torch.as_tensor(np.asarray(resumed), dtype=torch.long).to(device)
+            h0[idx] = h_stored.to(h0.dtype)
     y, hT = model.forward(
         stage.to_device("x", x),
         stage.to_device("dt", dt),
@@ -183,8 +231,10 @@ class DeviceExecutor:
         t0 = time.perf_counter()
         out = []
         with torch.inference_mode():
-            for model, rows in calls:
-                out.append(forward_rows(model, rows, self.device, self.buckets, self._staging))
+            for model, rows, block in calls:
+                out.append(
+                    forward_rows(model, rows, self.device, self.buckets, self._staging, block)
+                )
         spent = time.perf_counter() - t0
         self._metrics.batch_compute.observe(spent)
         self._metrics.stages["model"].observe(spent)

@@ -34,6 +34,9 @@ class EngineConfig:
     # Batches processed at once (one may plan and compute while another waits on the store);
     # batches that share a stream never overlap.
     max_inflight_batches: int = 2
+    # Streams with one event in a batch are decided and recorded as arrays
+    # (service.engine.lane); off: every stream takes the per-stream path (the reference).
+    lane: bool = True
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:

@@ -27,24 +27,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from service.engine.activity import ActiveStreams
 from service.engine.admin import StreamAdmin
 from service.engine.batcher import Batcher, BatcherClosed, Pending, group_by_stream
-from service.engine.compute import DeviceExecutor, ModelCall, Row
+from service.engine.compute import DeviceExecutor, ModelCall, Row, StepBlock
 from service.engine.config import EngineConfig
 from service.engine.encode import live_message
 from service.engine.errors import EngineStopped, StateConflict, StateUnreadable
 from service.engine.guard import finite_row, first_non_finite_step
+from service.engine.jobs import Job, Request
+from service.engine.lane_streams import (
+    LaneStreams,
+    lane_writes,
+    resolve_lane,
+    step_block,
+    take_lane,
+    take_outputs,
+)
 from service.engine.publish import LivePublisher
 from service.engine.registry import ModelRegistry, ServableModel
 from service.engine.results import count_outcomes, results_of
-from service.engine.semantics import Incoming, Plan, Step, build_record, plan_stream
+from service.engine.semantics import Plan, Step, build_record, plan_stream
 from service.engine.storage import STORE_FAILURES, TimedStore, read_record
 from service.engine.timing import observe_many
 from service.engine.types import (
@@ -68,71 +76,17 @@ log = logging.getLogger(__name__)
 SMALL_REQUEST = 4
 
 
-class _Request:
-    """One ``submit`` call's events: their results by position and the one future the caller
-    waits on, set once every event is settled (one future per call, not one per event)."""
-
-    __slots__ = ("errors", "future", "left", "results")
-
-    def __init__(self, n: int, future: asyncio.Future[None]) -> None:
-        self.results: list[EventResult | None] = [None] * n
-        self.errors: list[BaseException | None] | None = None
-        self.left = n
-        self.future = future
-        if n == 0:
-            future.set_result(None)
-
-    def settle(self, slot: int, result: EventResult | None, error: BaseException | None) -> None:
-        if error is not None:
-            if self.errors is None:
-                self.errors = [None] * len(self.results)
-            self.errors[slot] = error
-        else:
-            self.results[slot] = result
-        self.left -= 1
-        if self.left == 0 and not self.future.done():
-            self.future.set_result(None)
-
-    def __await__(self) -> Generator[Any, None, list[EventResult]]:
-        yield from self.future.__await__()
-        return self.outcome()
-
-    def outcome(self) -> list[EventResult]:
-        """The results in order; the first engine error of the call when any event failed."""
-        if self.errors is not None:
-            for err in self.errors:
-                if err is not None:
-                    raise err
-        return self.results  # type: ignore[return-value]
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    tenant: str
-    model_name: str
-    event: Event
-    stream_key: str
-    request: _Request
-    slot: int
-    settled: bool = False
-
-    def settle(self, result: EventResult | None, error: BaseException | None = None) -> None:
-        if not self.settled:
-            self.settled = True
-            self.request.settle(self.slot, result, error)
-
-
 @dataclass(eq=False, slots=True)
 class _Work:
     """One stream's share of a batch attempt."""
 
     key: str
-    pending: list[Pending[_Job]]
+    pending: list[Pending[Job]]
     model_name: str
     record: StreamRecord | None
     version: int  # store version loaded (0: absent)
     plan: Plan
-    incoming: list[Incoming]
+    events: list[Event]
     outputs: list[tuple[float, ...]] = field(default_factory=list)
     h: bytes = b""
     x: bytes = b""
@@ -140,30 +94,27 @@ class _Work:
     ys: np.ndarray | None = None  # kept only when not finite: [n, O] outputs of the steps
     refused: frozenset[int] = frozenset()  # events whose step went non-finite
 
-    def event(self, index: int) -> Event:
-        return self.pending[index].item.event
-
     def row(self) -> Row:
         """The model call's input for this stream's planned steps."""
         steps = self.plan.steps
         return Row.of(
             h0=self.record.h if self.plan.resume and self.record is not None else None,
-            xs=[self.event(s.index).x for s in steps],
+            xs=[self.events[s.index].x for s in steps],
             dts=[s.dt for s in steps],
             fresh=[s.fresh for s in steps],
         )
 
 
-def _fail(pending: Sequence[Pending[_Job]], exc: BaseException) -> None:
+def _fail(pending: Sequence[Pending[Job]], exc: BaseException) -> None:
     for p in pending:
         p.item.settle(None, exc)
 
 
 def _drop_failed(
-    groups: dict[str, list[Pending[_Job]]], failure: PartialStoreError
-) -> tuple[dict[str, list[Pending[_Job]]], list[Versioned | None]]:
+    groups: dict[str, list[Pending[Job]]], failure: PartialStoreError
+) -> tuple[dict[str, list[Pending[Job]]], list[Versioned | None]]:
     """Fail the streams whose records ``failure`` could not load; the others, with theirs."""
-    kept: dict[str, list[Pending[_Job]]] = {}
+    kept: dict[str, list[Pending[Job]]] = {}
     loaded: list[Versioned | None] = []
     for i, (key, pending) in enumerate(groups.items()):
         if i in failure.failed:
@@ -205,7 +156,7 @@ class Engine:
         self._admin = StreamAdmin(
             self._registry, self._store, self._executor, metrics, config, clock
         )
-        self._batcher: Batcher[_Job] | None = None
+        self._batcher: Batcher[Job] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -351,17 +302,17 @@ class Engine:
         ]
         return await self._put(tenant, model_name, events)
 
-    async def _put(self, tenant: str, model_name: str, events: Sequence[Event]) -> _Request:
+    async def _put(self, tenant: str, model_name: str, events: Sequence[Event]) -> Request:
         if self._batcher is None or self._stopped:
             raise EngineStopped("the engine is not running")
-        request = _Request(len(events), asyncio.get_running_loop().create_future())
+        request = Request(len(events), asyncio.get_running_loop().create_future())
         keys: dict[str, str] = {}
         jobs = []
         for slot, ev in enumerate(events):
             key = keys.get(ev.stream_id)
             if key is None:
                 key = keys[ev.stream_id] = state_key(tenant, model_name, ev.stream_id)
-            jobs.append(_Job(tenant, model_name, ev, key, request, slot))
+            jobs.append(Job(tenant, model_name, ev, key, request, slot))
         try:
             await self._batcher.put_many(jobs)
         except BatcherClosed:
@@ -394,7 +345,7 @@ class Engine:
             if inflight:
                 await asyncio.wait(inflight)
 
-    async def _process_safely(self, batch: list[Pending[_Job]]) -> None:
+    async def _process_safely(self, batch: list[Pending[Job]]) -> None:
         try:
             await self._process(batch)
         except STORE_FAILURES as exc:  # the store's condition: one line, no trace per batch
@@ -404,7 +355,7 @@ class Engine:
             log.exception("batch of %d events failed", len(batch))
             _fail(batch, exc)
 
-    async def _process(self, batch: list[Pending[_Job]]) -> None:
+    async def _process(self, batch: list[Pending[Job]]) -> None:
         m = self._metrics
         mono = time.monotonic()
         m.batch_size.observe(len(batch))
@@ -436,36 +387,39 @@ class Engine:
             _fail(pending, err)
 
     async def _attempt(
-        self, groups: dict[str, list[Pending[_Job]]], loaded: list[Versioned | None]
-    ) -> dict[str, list[Pending[_Job]]]:
+        self, groups: dict[str, list[Pending[Job]]], loaded: list[Versioned | None]
+    ) -> dict[str, list[Pending[Job]]]:
         """Plan, compute and commit ``groups``; return the groups that lost a CAS race."""
         plan_stage = self._metrics.stages["plan"]
         t0 = time.perf_counter()
         now = self._clock()
-        works: list[_Work] = []
-        for (key, pending), stored in zip(groups.items(), loaded, strict=True):
-            model_name = pending[0].item.model_name
-            try:
-                record = None if stored is None else read_record(stored)
-            except StateUnreadable as err:
-                _fail(pending, err)
-                continue
-            incoming = [Incoming(p.item.event.t, p.item.event.event_id) for p in pending]
-            plan = plan_stream(record, incoming, self._registry.policy(model_name), now)
-            version = stored.version if stored else 0
-            works.append(_Work(key, pending, model_name, record, version, plan, incoming))
+        lanes: list[LaneStreams] = []
+        if self.config.lane:  # one event per stream, as arrays (service.engine.lane)
+            lanes, groups, loaded = take_lane(groups, loaded, self._registry, now)
+        works = self._plan(groups, loaded, now)
         computing = [w for w in works if w.plan.writes]
         planning = time.perf_counter() - t0
-        if computing:
-            await self._compute(computing)
+        if computing or lanes:
+            back = await self._compute(computing, lanes)
+            if back:  # lane streams whose step was not finite: the per-stream path refuses it
+                again = self._plan(
+                    {key: pending for key, (pending, _) in back.items()},
+                    [stored for _, stored in back.values()],
+                    now,
+                )
+                await self._compute(again, [])
+                works += again
+                computing += again
             await self._refuse_non_finite(computing, now)
+        policy = self._registry.policy
         t0 = time.perf_counter()
         writing = [w for w in works if w.plan.writes]  # a stream may have lost all its steps
-        writes = []
+        ttl = self.config.store_ttl_s
+        lane_writes_ = [lane_writes(lane, ttl, now) for lane in lanes]
+        writes = [write for ws in lane_writes_ for write in ws]
         for w in writing:
-            policy = self._registry.policy(w.model_name)
-            new = build_record(w.plan, policy, w.incoming, w.outputs, w.h, w.x, now)
-            writes.append(CasWrite(w.key, w.version, encode_record(new), self.config.store_ttl_s))
+            new = build_record(w.plan, policy(w.model_name), w.events, w.outputs, w.h, w.x, now)
+            writes.append(CasWrite(w.key, w.version, encode_record(new), ttl))
         planning += time.perf_counter() - t0
         failure: PartialStoreError | None = None
         try:
@@ -474,7 +428,22 @@ class Engine:
             log.warning("state store: %s", exc)
             failure, won = exc, exc.results
         t0 = time.perf_counter()
-        lost: dict[str, list[Pending[_Job]]] = {}
+        lost: dict[str, list[Pending[Job]]] = {}
+        messages: list[tuple[str, str]] = []
+        live = messages if self.config.publish_live else None
+        at = 0
+        for lane, lane_ws in zip(lanes, lane_writes_, strict=True):
+            outcome = won[at : at + len(lane_ws)]
+            at += len(lane_ws)
+            for j, ok in enumerate(outcome):
+                b = int(lane.steps[j])
+                if ok is None and failure is not None:
+                    _fail([lane.pending[b]], failure)
+                elif not ok:
+                    lost[lane.keys[b]] = [lane.pending[b]]
+            committed_steps = np.array([ok is True for ok in outcome], dtype=bool)
+            resolve_lane(lane, committed_steps, self._registry, self._metrics, live)
+        won = won[at:]
         committed: list[_Work] = []
         for w, ok in zip(writing, won, strict=True):
             if ok is None and failure is not None:
@@ -484,7 +453,6 @@ class Engine:
             else:
                 lost[w.key] = w.pending
         committed.extend(w for w in works if not w.plan.writes)
-        messages: list[tuple[str, str]] = []
         for w in committed:
             self._resolve(w, messages)
         count_outcomes(self._metrics, (o for w in committed for o in w.plan.outcomes))
@@ -493,19 +461,40 @@ class Engine:
         plan_stage.observe(planning + time.perf_counter() - t0)
         return lost
 
+    def _plan(
+        self, groups: dict[str, list[Pending[Job]]], loaded: list[Versioned | None], now: float
+    ) -> list[_Work]:
+        """Each stream's plan (streams whose record cannot be read fail here)."""
+        works: list[_Work] = []
+        policy = self._registry.policy
+        for (key, pending), stored in zip(groups.items(), loaded, strict=True):
+            model_name = pending[0].item.model_name
+            try:
+                record = None if stored is None else read_record(stored)
+            except StateUnreadable as err:
+                _fail(pending, err)
+                continue
+            events = [p.item.event for p in pending]
+            plan = plan_stream(record, events, policy(model_name), now)
+            version = stored.version if stored else 0
+            works.append(_Work(key, pending, model_name, record, version, plan, events))
+        return works
+
     def _resolve(self, w: _Work, messages: list[tuple[str, str]]) -> None:
         """Answer a committed stream's events, count them, and queue its live messages."""
-        events = [p.item.event for p in w.pending]
+        events = w.events
         version = self._registry.version(w.model_name)
         results = results_of(w.plan.outcomes, events, w.outputs, w.model_name, version)
-        output_names = self._registry.model(w.model_name).output_names
+        publish = self.config.publish_live
+        output_names = self._registry.model(w.model_name).output_names if publish else None
+        channel = None
         for outcome, result in zip(w.plan.outcomes, results, strict=True):
-            if isinstance(outcome, Step) and self.config.publish_live:
+            if publish and isinstance(outcome, Step):
                 assert isinstance(result, Prediction)
                 ev = events[outcome.index]
-                tenant = w.pending[outcome.index].item.tenant
-                message = live_message(result, ev.x, output_names)
-                messages.append((live_channel(tenant, ev.stream_id), message))
+                if channel is None:  # one stream, one tenant: the same channel for all
+                    channel = live_channel(w.pending[outcome.index].item.tenant, ev.stream_id)
+                messages.append((channel, live_message(result, ev.x, output_names)))
             w.pending[outcome.index].item.settle(result)
 
     async def _refuse_non_finite(self, works: list[_Work], now: float) -> None:
@@ -523,23 +512,41 @@ class Engine:
                 log.info("%s: batch event %d refused: its step went non-finite", w.key, index)
                 w.refused = w.refused | {index}
                 policy = self._registry.policy(w.model_name)
-                w.plan = plan_stream(w.record, w.incoming, policy, now, w.refused)
+                w.plan = plan_stream(w.record, w.events, policy, now, w.refused)
             redo = [w for w in bad if w.plan.writes]
             if redo:
                 await self._compute(redo)
             bad = [w for w in redo if not w.finite]
 
-    async def _compute(self, works: list[_Work]) -> None:
-        """Run every stream's planned steps: one ``model.forward`` per model, on the worker
-        thread; store each stream's outputs, final state and last input on its work."""
-        by_model: dict[str, list[_Work]] = {}
+    async def _compute(
+        self, works: list[_Work], lanes: Sequence[LaneStreams] = ()
+    ) -> dict[str, tuple[list[Pending[Job]], Versioned | None]]:
+        """Run every stream's planned steps and the lanes' steps: one ``model.forward`` per
+        model, on the worker thread; store each stream's outputs, final state and last input on
+        its work, and the lanes' on them. Returns the lane streams whose step was not finite
+        (dropped from their lane)."""
+        by_model: dict[str, tuple[list[_Work], list[LaneStreams]]] = {}
         for w in works:
-            by_model.setdefault(w.model_name, []).append(w)
+            by_model.setdefault(w.model_name, ([], []))[0].append(w)
+        blocks: dict[str, StepBlock] = {}
+        for lane in lanes:  # at most one lane per model
+            block = step_block(lane)
+            if block is not None:
+                by_model.setdefault(lane.model_name, ([], []))[1].append(lane)
+                blocks[lane.model_name] = block
         calls: list[ModelCall] = [
-            (self._registry.model(name), [w.row() for w in ws]) for name, ws in by_model.items()
+            (self._registry.model(name), [w.row() for w in ws], blocks.get(name))
+            for name, (ws, _) in by_model.items()
         ]
-        results = await self._executor.forward(calls)
-        for ws, (ys, hs) in zip(by_model.values(), results, strict=True):
+        results = await self._executor.forward(calls) if calls else []
+        back: dict[str, tuple[list[Pending[Job]], Versioned | None]] = {}
+        for (ws, model_lanes), (ys, hs) in zip(by_model.values(), results, strict=True):
+            R = len(ws)
+            for lane in model_lanes:
+                back.update(take_outputs(lane, ys[R:, 0], hs[R:]))
+            if not ws:
+                continue
+            ys, hs = ys[:R], hs[:R]
             all_finite = finite_row(ys, hs)  # one check for the whole call in the common case
             # the call's arrays leave numpy once: outputs as Python floats, states as raw bytes
             outputs = ys.tolist()
@@ -549,6 +556,7 @@ class Engine:
                 n = len(w.plan.steps)
                 w.outputs = [tuple(row) for row in outputs[b][:n]]
                 w.h = raw_h[b * S4 : (b + 1) * S4]
-                w.x = floats_to_f32(w.event(w.plan.steps[-1].index).x)
+                w.x = floats_to_f32(w.events[w.plan.steps[-1].index].x)
                 w.finite = all_finite or finite_row(ys[b, :n], hs[b])
                 w.ys = None if w.finite else ys[b, :n].copy()
+        return back

@@ -45,7 +45,7 @@ async def first_non_finite_step(
     h0 = row.h0
     for j in range(last + 1):
         step = Row(h0, row.x[j : j + 1], row.dt[j : j + 1], row.fresh[j : j + 1])
-        ((y, h),) = await executor.forward([(model, [step])])
+        ((y, h),) = await executor.forward([(model, [step], None)])
         if not finite_row(y[0, :1], h[0]):
             return j
         h0 = h[0].tobytes()

@@ -29,6 +29,19 @@ from service.metrics import Metrics
 from service.store.reasons import COUNTED_RESETS
 
 
+def step_prediction(
+    ev: Event,
+    dt: float,
+    y: tuple[float, ...],
+    model: str,
+    version: str,
+    reset: str | None,
+    count: int,
+) -> Prediction:
+    """The answer to an applied event (positional construction: it runs once per event)."""
+    return Prediction(ev.stream_id, ev.t, dt, y, model, version, False, reset, ev.event_id, count)
+
+
 def results_of(
     outcomes: Sequence[Outcome],
     events: Sequence[Event],
@@ -44,18 +57,9 @@ def results_of(
         ev = events[outcome.index]
         result: EventResult
         if isinstance(outcome, Step):
-            result = Prediction(
-                stream_id=ev.stream_id,
-                t=ev.t,
-                dt=outcome.dt,
-                y=outputs[len(steps)],  # the steps so far number this one
-                model=model,
-                version=version,
-                duplicate=False,
-                reset=outcome.reset,
-                event_id=ev.event_id,
-                count=outcome.count,
-            )
+            y = outputs[len(steps)]  # the steps so far number this one
+            reset, count = outcome.reset, outcome.count
+            result = step_prediction(ev, outcome.dt, y, model, version, reset, count)
             steps[outcome.index] = result
         elif isinstance(outcome, Duplicate):
             if outcome.original is not None:
@@ -124,8 +128,16 @@ def count_outcomes(metrics: Metrics, outcomes: Iterable[Outcome]) -> None:
             tally["rejected"] += 1
         else:
             tally["out_of_order"] += 1
+    count_tally(metrics, tally, resets, np.asarray(dts, dtype=np.float64))
+
+
+def count_tally(
+    metrics: Metrics, tally: Counter[str], resets: Counter[str], dts: np.ndarray
+) -> None:
+    """Add counted outcomes (``tally`` by ``liquid_events_total`` label, ``resets`` by
+    reason) and the applied steps' Δt values to the metrics."""
     for label, n in tally.items():
         metrics.events.labels(outcome=label).inc(n)
     for reason, n in resets.items():
         metrics.stream_resets.labels(reason=reason).inc(n)
-    observe_many(metrics.event_dt, np.asarray(dts, dtype=np.float64))
+    observe_many(metrics.event_dt, dts)

@@ -15,7 +15,7 @@ from service.engine.errors import InvalidEvent
 from service.store.recent import RecentEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen costs ~1 µs more each
 class Event:
     """One validated event: ``x`` has ``input_size`` finite values in model feature order."""
 
@@ -26,7 +26,7 @@ class Event:
     received_at: float = field(default_factory=time.time)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen costs ~1 µs more each
 class Prediction:
     stream_id: str
     t: float
@@ -40,7 +40,7 @@ class Prediction:
     count: int  # events applied to the stream so far
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen costs ~1 µs more each
 class Rejection:
     """An event that was not applied; the stream's state is untouched by it."""
 

@@ -27,7 +27,7 @@ class Versioned(NamedTuple):
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen costs ~1 µs more each
 class CasWrite:
     """Write ``payload`` to ``key`` if its version is still ``expected_version`` (0: absent).
 
