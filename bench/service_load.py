@@ -167,8 +167,11 @@ class Result:
     note: str = ""
 
 
-def run_wrk(url: str, mode: str, events: int, conns: int, seconds: float, tag: str) -> Result:
+def run_wrk(
+    url: str, mode: str, events: int, conns: int, seconds: float, tag: str, ids: bool = False
+) -> Result:
     env = {**os.environ, "LS_MODE": mode, "LS_EVENTS": str(events), "LS_TAG": tag}
+    env["LS_IDS"] = "1" if ids else "0"
     env["LS_FEATURES"] = str(FEATURES)
     threads = min(2, conns)
     argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
@@ -489,6 +492,12 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
             "ev/s",
             lambda s, tag: run_wrk(s.url, "multi256", 256, 16, sec, tag),
             (*ours2, "bare FastAPI (reference)", threads),
+        ),
+        Workload(
+            "same, every event with an id (as the Python client sends)",
+            "ev/s",
+            lambda s, tag: run_wrk(s.url, "multi256", 256, 16, sec, tag, ids=True),
+            ours2,
         ),
         Workload(
             f"WebSocket ingest, 64 sockets ({args.ws_window} in flight each)",

@@ -2,6 +2,7 @@
 --   single    one event per request, POST /v1/streams/{id}/events, over 1024 streams a thread
 --   stream50  LS_EVENTS events of one stream per request (same route, {"events": [...]})
 --   multi256  LS_EVENTS events over as many streams per request, POST /v1/events
+-- LS_IDS=1 gives every event an id (as the Python client does, for safe retries).
 -- Stream ids start with LS_TAG (unique per run, so event times never go back on a stream), and
 -- a stream's event times only increase. A request counts as bad when its status is not 200
 -- or, for multi256, when an item failed. done() prints one JSON line.
@@ -9,6 +10,7 @@ local mode = os.getenv("LS_MODE") or "single"
 local per = tonumber(os.getenv("LS_EVENTS") or "1")
 local nfeat = tonumber(os.getenv("LS_FEATURES") or "6")
 local tag = os.getenv("LS_TAG") or "run"
+local with_ids = os.getenv("LS_IDS") == "1"
 local threads = {}
 
 function setup(thread)
@@ -29,6 +31,10 @@ function init(args)
 end
 
 local function event(stream, t)
+  if with_ids then
+    return string.format('{"stream_id":"%s%s","t":%.3f,"x":%s,"id":"%s%s-%d"}',
+      prefix, stream, t, xs, prefix, stream, n)
+  end
   return string.format('{"stream_id":"%s%s","t":%.3f,"x":%s}', prefix, stream, t, xs)
 end
 

@@ -59,16 +59,17 @@ def rfc3339(t: float) -> str:
     if not _FAST_MIN <= whole < _FAST_MAX:  # outside gmtime's sure range: the datetime path
         stamp = _dt.datetime.fromtimestamp(t, tz=_UTC)
         return stamp.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-    g = time.gmtime(whole)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest formatting
-        g.tm_year,
-        g.tm_mon,
-        g.tm_mday,
-        g.tm_hour,
-        g.tm_min,
-        g.tm_sec,
-        micros,
-    )
+    global _second
+    seen, prefix = _second
+    if seen != whole:  # a batch's events mostly share their second: format it once
+        g = time.gmtime(whole)
+        prefix = "%04d-%02d-%02dT%02d:%02d:%02d" % g[:6]  # noqa: UP031 - the fastest formatting
+        _second = (whole, prefix)
+    return "%s.%06dZ" % (prefix, micros)  # noqa: UP031
+
+
+# The last whole second formatted (one tuple, replaced whole: safe to read from any thread).
+_second: tuple[int, str] = (-1, "")
 
 
 def named_outputs(
