@@ -79,13 +79,14 @@ class _GatedSequence(torch.autograd.Function):
     ) -> Tensor:
         mode, gain = config
         rest = list(zip(flat[0::2], flat[1::2], strict=True))
-        T = x_share.shape[1]
         H = h0.shape[1]
         keep_t_a = ctx.needs_input_grad[2]  # type: ignore[attr-defined]
         states, sigs, heads, t_as = [h0], [], [], []
         h = h0
-        for t in range(T):
-            z = torch.addmm(x_share[:, t], h, first_h)
+        # Per-step views taken once (a slice per step is a dispatch per step).
+        dts = dt.t()[:, :, None].unbind(0)
+        for t, x_t in enumerate(x_share.unbind(1)):
+            z = torch.addmm(x_t, h, first_h)
             step_sigs = []
             for w, b in rest:
                 s = torch.sigmoid(z)
@@ -96,9 +97,9 @@ class _GatedSequence(torch.autograd.Function):
             t_b, t_a = z[:, 2 * H : 3 * H], z[:, 3 * H :]
             if keep_t_a:
                 t_as.append(t_a.clone())
-            t_b.addcmul_(t_a, dt[:, t : t + 1])
+            t_b.addcmul_(t_a, dts[t])
             s = torch.sigmoid(z[:, : 3 * H])
-            s1, s2, gate = s[:, :H], s[:, H : 2 * H], s[:, 2 * H :]
+            s1, s2, gate = s.unflatten(1, (3, H)).unbind(1)
             if mode == "default":
                 h_new = torch.lerp(s1, s2, gate) * 2.0 - 1.0
             else:
@@ -141,12 +142,13 @@ class _GatedSequence(torch.autograd.Function):
         g_x = g_outs.new_empty(B, T, widths[0]) if need[0] else None
         g_dt = g_outs.new_empty(B, T) if need[2] else None
         carry = g_outs.new_zeros(B, H)  # ∂L/∂h reaching the state after step t from later ones
+        g_steps, dts = g_outs.unbind(1), dt.t()[:, :, None].unbind(0)
         for t1 in range(T, 0, -C):
             t0 = max(0, t1 - C)
             n = t1 - t0
             for t in reversed(range(t0, t1)):
                 i = t - t0
-                g = g_outs[:, t] + carry
+                g = g_steps[t] + carry
                 passed = None
                 if mask is not None:
                     keep = mask[:, t : t + 1]
@@ -155,7 +157,7 @@ class _GatedSequence(torch.autograd.Function):
                 if gain != 1.0:
                     g = g * gain
                 s = heads[t]
-                s1, s2, gate = s[:, :H], s[:, H : 2 * H], s[:, 2 * H :]
+                s1, s2, gate = s.unflatten(1, (3, H)).unbind(1)
                 if mode == "default":  # h' = 2·(s1 + σ·(s2 - s1)) - 1
                     g2 = g * 2.0
                     d_s2 = g2 * gate
@@ -165,7 +167,7 @@ class _GatedSequence(torch.autograd.Function):
                     d_s = torch.cat([g2, g2 * gate, g * (s2 * 2.0 - 1.0)], 1)
                 d_pre = torch.ops.aten.sigmoid_backward(d_s, s)
                 d_tb = d_pre[:, 2 * H :]
-                torch.cat([d_pre, d_tb * dt[:, t : t + 1]], 1, out=dz[L][i])
+                torch.cat([d_pre, d_tb * dts[t]], 1, out=dz[L][i])
                 if g_dt is not None:
                     g_dt[:, t] = (d_tb * t_as[t]).sum(1)
                 d = dz[L][i]
