@@ -97,12 +97,13 @@ class LiquidModel(nn.Module):
         dtype, own = self._dtype_device()
         return self.cell.init_state(n, device=device or own, dtype=dtype)
 
-    def _check_step(self, x: Tensor, h: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.input_size:
-            raise ValueError(f"x must be [n, {self.input_size}]; got {list(x.shape)}")
-        if h.dim() != 2 or h.shape != (x.shape[0], self.state_size):
+    def _check_step(self, cell: LiquidCell, x: Tensor, h: Tensor) -> None:
+        # The cell passed in: each self.cell is a Module.__getattr__ lookup (on the step path).
+        if x.dim() != 2 or x.shape[1] != cell.input_size:
+            raise ValueError(f"x must be [n, {cell.input_size}]; got {list(x.shape)}")
+        if h.shape != (x.shape[0], cell.state_size):
             raise ValueError(
-                f"h must be [{x.shape[0]}, {self.state_size}] to match x; got {list(h.shape)}"
+                f"h must be [{x.shape[0]}, {cell.state_size}] to match x; got {list(h.shape)}"
             )
 
     def normalize(self, x: Tensor) -> Tensor:
@@ -112,8 +113,9 @@ class LiquidModel(nn.Module):
 
     def step(self, x: Tensor, dt: ElapsedLike, h: Tensor) -> tuple[Tensor, Tensor]:
         """One event on each of ``n`` streams: ``(x[n,F], dt[n] seconds, h[n,S]) -> (y, h')``."""
-        self._check_step(x, h)
-        out, h_new = self.cell(self.normalize(x), h, self._step_units(dt, x.shape[0], h))
+        cell = self.cell
+        self._check_step(cell, x, h)
+        out, h_new = cell(self.normalize(x), h, self._step_units(dt, x.shape[0], h))
         return self.head(out), h_new
 
     def _step_units(self, dt: ElapsedLike, n: int, h: Tensor) -> Tensor:

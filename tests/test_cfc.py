@@ -19,6 +19,7 @@ from ncps.torch import CfCCell as NcpsCfCCell
 from ncps.torch import WiredCfCCell as NcpsWiredCfCCell
 from torch import Tensor, nn
 
+from liquidcore.cells.base import LiquidCell
 from liquidcore.cells.cfc import CfCCell, WiredCfCCell
 from liquidcore.cells.mixed import MixedMemoryCell
 from liquidcore.functional import cfc as fcfc
@@ -774,3 +775,77 @@ def test_inference_sequence_is_bitwise_stepping(layers: int) -> None:
             h = cell.step(x[:, t].contiguous(), h, dt[:, t : t + 1])
             assert torch.equal(out[:, t], h)
     assert torch.equal(h_seq, h)
+
+
+# --- training: the gated sequence as one autograd node (liquidcore.functional.cfc_sequence) -----
+
+
+def one_node_cases() -> list[tuple[str, int, str, bool]]:
+    return [
+        (mode, layers, head, masked)
+        for mode in ("default", "no_gate")
+        for layers in (0, 1, 2)
+        for head in ("tanh", "lecun_tanh")
+        for masked in (False, True)
+    ]
+
+
+@pytest.mark.parametrize(("mode", "layers", "head", "masked"), one_node_cases())
+def test_one_node_sequence_equals_stepping_in_autograd(
+    mode: str, layers: int, head: str, masked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training runs the gated sequence as one node (weight gradients as products over many
+    steps at once); its outputs and the gradients of every parameter, the inputs, the initial
+    state and Δt equal plain autograd over the steps, in float64 to 1e-9 relative."""
+    import liquidcore.cells.cfc as cfc_module
+
+    calls = []
+    node = cfc_module.cfc_gated_sequence
+
+    def counted(*args: object, **kwargs: object) -> Tensor:
+        calls.append(1)
+        return node(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cfc_module, "cfc_gated_sequence", counted)
+    torch.manual_seed(6)
+    cell = CfCCell(F_IN, HIDDEN, mode, "lecun_tanh", 10, layers, head_activation=head).double()
+    B, T = 3, 19  # 19 > CHUNK: the weight gradients are summed over two chunks
+    x = torch.randn(B, T, F_IN, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, HIDDEN, dtype=torch.float64, requires_grad=True)
+    dt = dt_pattern("irregular", B, T, torch.float64).requires_grad_()
+    mask = torch.rand(B, T) > 0.3 if masked else None
+    weight = torch.randn(B, T, HIDDEN, dtype=torch.float64)
+
+    def run(one_node: bool) -> tuple[Tensor, list[Tensor]]:
+        cell.zero_grad()
+        for t in (x, h0, dt):
+            t.grad = None
+        if one_node:
+            out, h = cell.forward_sequence(x, h0, dt, mask)
+        else:
+            out, h = LiquidCell.forward_sequence(cell, x, h0, dt, mask)  # step by step
+        ((out * weight).sum() + h.square().sum()).backward()
+        grads = [x.grad, h0.grad, dt.grad, *(p.grad for p in cell.parameters())]
+        assert all(g is not None for g in grads)
+        return out.detach(), [g for g in grads if g is not None]
+
+    out_node, g_node = run(True)
+    assert calls == [1]
+    out_steps, g_steps = run(False)
+    torch.testing.assert_close(out_node, out_steps, rtol=0, atol=1e-14)
+    for a, b in zip(g_node, g_steps, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12 * (1 + float(b.abs().max())))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "pure"},
+        {"backbone_dropout": 0.2},
+        {"backbone_activation": "silu"},
+    ],
+)
+def test_one_node_only_where_it_applies(kwargs: dict[str, object]) -> None:
+    cell = CfCCell(F_IN, HIDDEN, **kwargs).train()  # type: ignore[arg-type]
+    assert not cell._one_node(cell._dropping_out())
+    assert CfCCell(F_IN, HIDDEN).train()._one_node(False)

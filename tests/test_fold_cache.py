@@ -84,7 +84,9 @@ def test_cache_follows_optimizer_steps(kind: str) -> None:
     opt.step()
     after = step(cell, x, h, dt, grad=False)
     assert not torch.allclose(after, before)
-    torch.testing.assert_close(after, step(cell, x, h, dt, grad=True), rtol=0, atol=1e-6)
+    # Relative: after this large step LTC states reach ~1e4, and its inference step (native, one
+    # call) and autograd path compute sigmoids with different exp implementations, ulps apart.
+    torch.testing.assert_close(after, step(cell, x, h, dt, grad=True), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", CELLS)

@@ -43,6 +43,19 @@ def test_bad_values_raise_at_the_boundary(bad: float) -> None:
         elapsed_for_sequence(torch.tensor([[1.0, bad]]), 1, 2)
 
 
+@pytest.mark.parametrize("n", [1, 16, 17, 300])  # a few values are read as a list, more reduced
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [(-1e-12, "must be >= 0; got -1e-12"), (math.nan, "must be finite"), (math.inf, "finite")],
+)
+def test_bad_values_raise_whatever_the_batch_size(n: int, bad: float, message: str) -> None:
+    dt = torch.rand(n, dtype=torch.float64)
+    check_elapsed(dt)
+    dt[n // 2] = bad
+    with pytest.raises(ValueError, match=message):
+        check_elapsed(dt)
+
+
 def test_extreme_but_valid_values_pass() -> None:
     check_elapsed(torch.tensor([0.0, 1e-9, 1e9]))
 

@@ -65,6 +65,7 @@ from liquidcore.cells.base import LiquidCell, WiringLike
 from liquidcore.cells.fold_cache import FoldCache
 from liquidcore.functional.activations import SIGMOID_FORMS, get_activation
 from liquidcore.functional.cfc import fold_linear, get_mode
+from liquidcore.functional.cfc_sequence import GATED_MODES, cfc_gated_sequence
 from liquidcore.functional.tracing import is_tracing
 
 _NCPS_HEAD_ORDER = ("ff1", "ff2", "time_a", "time_b")  # ncps's creation order (its RNG stream)
@@ -236,13 +237,28 @@ class CfCCell(LiquidCell):
         """``T`` events with the weights prepared (folded, packed) once per sequence instead of
         once per step. With autograd, the inputs' share of the first matrix product is also
         taken for all steps in one product, leaving ``h @ W_h`` per step (equal to stepping to
-        float round-off); without it each step is computed exactly as ``step`` computes it, so
-        serving a backfill and stepping its events give bit-identical states."""
+        float round-off), and the gated modes run the steps as one autograd node
+        (:mod:`liquidcore.functional.cfc_sequence`); without autograd each step is computed
+        exactly as ``step`` computes it, so serving a backfill and stepping its events give
+        bit-identical states."""
         if is_tracing():
             return super().forward_sequence(x, h, dt, mask)
         dropout = self._dropping_out()
         plan = self._plan(dropout)
         B, T, _ = x.shape
+        if torch.is_grad_enabled() and self._one_node(dropout):
+            x_share = torch.addmm(plan.first_b, x.reshape(B * T, -1), plan.first_x)
+            states = cfc_gated_sequence(
+                x_share.view(B, T, -1),
+                h,
+                dt,
+                plan.first_h,
+                plan.rest,
+                mode=self.mode,
+                gain=self._head_gain,
+                mask=mask,
+            )
+            return states, states[:, -1]
         if torch.is_grad_enabled():  # unbind, not [:, t]: a slice's backward zero-fills it all
             x_share = torch.addmm(plan.first_b, x.reshape(B * T, -1), plan.first_x)
             x_shares = x_share.view(B, T, -1).unbind(1)
@@ -259,6 +275,16 @@ class CfCCell(LiquidCell):
             outs.append(h_new)
             h = h_new
         return torch.stack(outs, dim=1), h
+
+    def _one_node(self, dropout: bool) -> bool:
+        """Whether training runs the sequence as one autograd node
+        (:mod:`liquidcore.functional.cfc_sequence`): the gated modes, no dropout, and a
+        backbone (if any) whose activation runs as a folded sigmoid."""
+        return (
+            self.mode in GATED_MODES
+            and not dropout
+            and (self.backbone_layers == 0 or self._form is not None)
+        )
 
     def _dropping_out(self) -> bool:
         return self.training and self.backbone_dropout > 0.0

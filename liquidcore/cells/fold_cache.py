@@ -4,9 +4,14 @@ Cells keep their parameters as stored (ncps's layout) and compute from them what
 take: the *folded* weights (constraints applied, masks multiplied in, heads packed, synapses
 gathered). With autograd on, or while tracing, compiling or exporting, that is recomputed on
 every call, so gradients reach the parameters and graphs contain it. Otherwise it is cached,
-keyed by every parameter's and buffer's storage address and version counter: optimiser steps,
-``load_state_dict``, ``.to()`` and in-place edits all invalidate it. Writes through
-``param.data`` bypass version counters: cells expose ``clear_cache()`` for them.
+keyed by every parameter's and persistent buffer's storage address and version counter:
+optimiser steps, ``load_state_dict``, ``.to()`` and in-place edits all invalidate it. Writes
+through ``param.data`` bypass version counters: cells expose ``clear_cache()`` for them.
+
+Non-persistent buffers are not in the key: they are data a module derives itself (the LTC
+cell's synapse index, from its masks), and a module that rebuilds them clears the cache. The key
+is read on every cached call (about 0.2 µs per tensor), which at batch 1 is a visible part of a
+step: the LTC cell's 20 index buffers would more than double it.
 """
 
 from __future__ import annotations
@@ -57,9 +62,12 @@ class FoldCache(Generic[T]):
             self._sources = [
                 (store, name)
                 for m in module.modules()
-                for store in (m._parameters, m._buffers)
+                for store, skip in (
+                    (m._parameters, set()),
+                    (m._buffers, m._non_persistent_buffers_set),
+                )
                 for name, t in store.items()
-                if t is not None
+                if t is not None and name not in skip
             ]
         try:
             return tuple([(s[n].data_ptr(), s[n]._version) for s, n in self._sources])

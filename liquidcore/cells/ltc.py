@@ -53,9 +53,18 @@ from torch import Tensor, nn
 from liquidcore.cells.base import LiquidCell, WiringLike
 from liquidcore.cells.fold_cache import FoldCache
 from liquidcore.functional.ltc_fold import LTCFolded, fold_leak, fold_synapses
-from liquidcore.functional.ltc_synapses import SynapseIndex, Synapses, currents, synapse_index
+from liquidcore.functional.ltc_step import capacitance
+from liquidcore.functional.ltc_synapses import (
+    SparseSynapses,
+    SynapseIndex,
+    Synapses,
+    currents,
+    synapse_index,
+)
 from liquidcore.functional.ltc_unroll import get_solver
 from liquidcore.functional.tracing import is_tracing
+from liquidcore.native.ltc_step import NativeSynapses, StepPlan, step_plan
+from liquidcore.native.ltc_step import step as native_step
 
 # Input / output mappings: name -> (scale, shift), the registered table.
 MAPPINGS: dict[str, tuple[bool, bool]] = {
@@ -135,6 +144,8 @@ class LTCCell(LiquidCell):
         )
         self._solve = get_solver(solver)
         self._folds: FoldCache[LTCFolded] = FoldCache()
+        # The native step's plan and the folds it was made from (rebuilt when those change).
+        self._plan: tuple[LTCFolded, StepPlan | None] | None = None
         _check(
             isinstance(ode_unfolds, (int, np.integer))
             and not isinstance(ode_unfolds, bool)
@@ -288,8 +299,40 @@ class LTCCell(LiquidCell):
     # --- steps ---------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        if not torch.is_grad_enabled():
+            plan = self._step_plan()
+            if plan is not None and (done := native_step(plan, x, h, dt)) is not None:
+                return done
         out, h_new = self.forward_sequence(x[:, None], h, dt)
         return out[:, 0], h_new
+
+    def _step_plan(self) -> StepPlan | None:
+        """The native one-call step's plan (:mod:`liquidcore.native.ltc_step`): semi-implicit
+        solver, sparse synapses, no autograd, not tracing; ``None`` where it cannot run."""
+        if self.solver != "semi_implicit" or self.synapse_path == "dense" or is_tracing():
+            return None
+        eff = self._folded()
+        made = self._plan
+        if made is not None and made[0] is eff:
+            return made[1]
+        plan = None
+        rec, sen = eff.recurrent, eff.sensory
+        if isinstance(rec, SparseSynapses) and isinstance(sen, SparseSynapses):
+            plan = step_plan(
+                leak=eff.leak,
+                cu=capacitance(eff.cm, self.ode_unfolds),
+                recurrent=_native_synapses(rec),
+                sensory=_native_synapses(sen),
+                input_w=self.input_w,
+                input_b=self.input_b,
+                output_w=self.output_w,
+                output_b=self.output_b,
+                inputs=self.input_size,
+                motor=self.motor_size,
+                unfolds=self.ode_unfolds,
+            )
+        self._plan = (eff, plan)
+        return plan
 
     def forward_sequence(
         self, x: Tensor, h: Tensor, dt: Tensor, mask: Tensor | None = None
@@ -349,6 +392,10 @@ class LTCCell(LiquidCell):
         """``{ncps state_dict key: ours}`` (the same names); ``prefix`` is where the cell sits in
         the ncps module (``"rnn_cell."`` in ``ncps.torch.LTC``, ``""`` for a bare cell)."""
         return {f"{prefix}{k}": k for k in self.state_dict()}
+
+
+def _native_synapses(syn: SparseSynapses) -> NativeSynapses:
+    return NativeSynapses(syn.pair_w, syn.reduce_w, syn.idx.src, syn.idx.reduce_offsets)
 
 
 def _rebuild_after_load(module: nn.Module, incompatible_keys: Any) -> None:

@@ -33,7 +33,7 @@ import torch
 from liquidcore.native.settings import NativeSettings, native_settings
 
 SOURCE_DIR = Path(__file__).parent
-SOURCES = ("ltc_loop.c", "ltc_loop.h")
+SOURCES = ("ltc_loop.c", "ltc_loop.h", "ltc_step.h")
 BASE_FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-Wno-psabi")
 logger = logging.getLogger(__name__)
 

@@ -54,14 +54,55 @@ static inline void sigmoid_tile_f64(double *y, const double *u, double sigma, do
     for (int l = 0; l < TILE; ++l) y[l] = 1.0 / (1.0 + exp(-(sigma * u[l] + bias)));
 }
 
+/* y[i] = sigmoid(y[i]) for i in [0, n): 8 at a time, the tail through a zero-padded vector */
+static inline void sigmoid_array_f32(float *y, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f x;
+        memcpy(&x, y + i, sizeof x);
+        const v8f r = 1.0f / (1.0f + exp8(-x));
+        memcpy(y + i, &r, sizeof r);
+    }
+    if (i < n) {
+        float tail[8] = {0};
+        memcpy(tail, y + i, sizeof(float) * (size_t)(n - i));
+        v8f x;
+        memcpy(&x, tail, sizeof x);
+        const v8f r = 1.0f / (1.0f + exp8(-x));
+        memcpy(y + i, &r, sizeof(float) * (size_t)(n - i));
+    }
+}
+
+static inline void sigmoid_array_f64(double *y, long n) {
+    for (long i = 0; i < n; ++i) y[i] = 1.0 / (1.0 + exp(-y[i]));
+}
+
+/* What ltc_step reads besides the per-call tensors: the folded weights, fixed between
+ * parameter updates (liquidcore/native/ltc_step.py builds it once per fold). Synapse sets are
+ * sorted by destination; starts[j] is where unit j's synapses begin. Pointers are to REAL of
+ * the precision the function is called in; in_w, in_b, out_w, out_b may be NULL. */
+typedef struct {
+    int H, S, M, U; /* units, inputs, motor units, unfolds */
+    long E, Es;     /* recurrent and sensory synapses */
+    const void *leak, *cu, *in_w, *in_b, *out_w, *out_b;
+    const void *pair_w, *reduce_w, *sigma, *bias; /* recurrent: interleaved and split */
+    const int64_t *src, *starts;
+    const void *s_sigma, *s_bias, *s_reduce_w; /* sensory */
+    const int64_t *s_src, *s_starts;
+} ltc_step_plan;
+
+#define ROW_MAX 4 /* a tile of at most this many streams runs them one at a time */
+
 #define REAL float
 #define FN(name) name##_f32
 #include "ltc_loop.h"
+#include "ltc_step.h"
 #undef REAL
 #undef FN
 
 #define REAL double
 #define FN(name) name##_f64
 #include "ltc_loop.h"
+#include "ltc_step.h"
 #undef REAL
 #undef FN
