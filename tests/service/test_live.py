@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from service.live.bus import LiveBus, MemoryLiveBus, RedisLiveBus, Subscription
 from service.metrics import Metrics
+from tests.redis_process import private_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -231,3 +233,28 @@ async def test_redis_bus_close_ends_subscriptions(
     assert await asyncio.wait_for(task, 2.0) == []
     with pytest.raises(RuntimeError, match="closed"):
         bus.subscribe("c")
+
+
+@pytest.mark.integration
+async def test_redis_subscribers_receive_again_after_redis_restarts(tmp_path: Path) -> None:
+    """The reader blocks on the pub/sub connection (no timeout per message): a restart of Redis
+    breaks the read, and the bus reconnects and resubscribes by itself."""
+    with private_redis(tmp_path / "redis") as server:
+        watcher = RedisLiveBus(server.url, reconnect_delay_s=0.05)
+        publisher = RedisLiveBus(server.url)
+        try:
+            sub = watcher.subscribe("liquid:live:t:{r}")
+            await asyncio.wait_for(sub.ready(), 2.0)
+            await publisher.publish("liquid:live:t:{r}", "before")
+            assert await receive(sub, 1) == ["before"]
+            server.kill()
+            server.start()  # the same port, nothing subscribed on it
+            deadline = asyncio.get_running_loop().time() + 10.0
+            while await numsub(server.url, "liquid:live:t:{r}") == 0:
+                assert asyncio.get_running_loop().time() < deadline, "never resubscribed"
+                await asyncio.sleep(0.05)
+            await publisher.publish("liquid:live:t:{r}", "after")
+            assert await receive(sub, 1, timeout=5.0) == ["after"]
+        finally:
+            await watcher.close()
+            await publisher.close()
