@@ -20,7 +20,15 @@ from service.engine.batcher import Pending
 from service.engine.compute import StepBlock
 from service.engine.encode import live_message
 from service.engine.jobs import Job
-from service.engine.lane import DUPLICATE, STEP, LanePlan, plan_lane, windows_after
+from service.engine.lane import (
+    DUPLICATE,
+    HANDED_BACK,
+    OUT_OF_ORDER,
+    STEP,
+    LanePlan,
+    plan_lane,
+    windows_after,
+)
 from service.engine.registry import ModelRegistry
 from service.engine.results import count_tally, results_of, step_prediction
 from service.engine.semantics import Duplicate, OutOfOrder, Policy
@@ -136,7 +144,7 @@ def take_outputs(
     if not finite.all():
         for b in steps[~finite].tolist():
             back[lane.keys[b]] = ([lane.pending[b]], lane.stored[b])
-        lane.plan.kind[steps[~finite]] = -1  # neither answered nor written here
+        lane.plan.kind[steps[~finite]] = HANDED_BACK
         steps, ys, hs = steps[finite], ys[finite], hs[finite]
     lane.steps = steps
     lane.y = ys.tolist()
@@ -198,7 +206,7 @@ def resolve_lane(
             resets[reset] += 1
         else:
             tally["applied"] += 1
-    for b in np.flatnonzero((plan.kind != STEP) & (plan.kind >= 0)).tolist():
+    for b in np.flatnonzero(np.isin(plan.kind, (DUPLICATE, OUT_OF_ORDER))).tolist():
         ev = lane.events[b]
         if plan.kind[b] == DUPLICATE:
             outcome: Duplicate | OutOfOrder = Duplicate(0, original=plan.originals[b])
