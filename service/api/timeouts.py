@@ -110,6 +110,12 @@ class HeaderTimeoutHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+class PeerStoppedReading(ClientDisconnected):
+    """A WebSocket send gave up: the peer took nothing for ``ws_send_timeout_s`` (the socket is
+    aborted). A ``ClientDisconnected`` to the server; the live session counts it as a send
+    timeout."""
+
+
 class SendTimeoutWebSocketProtocol(WebSocketsSansIOProtocol):
     """WebSockets whose sends give up (and abort the socket) when the peer stops reading."""
 
@@ -124,7 +130,7 @@ class SendTimeoutWebSocketProtocol(WebSocketsSansIOProtocol):
             except asyncio.TimeoutError:
                 self.logger.info("WebSocket peer stopped reading; connection aborted")
                 self.transport.abort()
-                raise ClientDisconnected from None
+                raise PeerStoppedReading from None
         await super().send(message)
 
     def keepalive_timeout(self) -> None:
