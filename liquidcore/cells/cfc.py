@@ -247,9 +247,11 @@ class CfCCell(LiquidCell):
         plan = self._plan(dropout)
         B, T, _ = x.shape
         if torch.is_grad_enabled() and self._one_node(dropout):
-            x_share = torch.addmm(plan.first_b, x.reshape(B * T, -1), plan.first_x)
+            # Time-major rows: each step's share is a contiguous block, and so is its gradient.
+            x_rows = x.transpose(0, 1).reshape(T * B, -1)
+            x_share = torch.addmm(plan.first_b, x_rows, plan.first_x).view(T, B, -1)
             states = cfc_gated_sequence(
-                x_share.view(B, T, -1),
+                x_share.transpose(0, 1),
                 h,
                 dt,
                 plan.first_h,

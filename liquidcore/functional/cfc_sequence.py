@@ -4,10 +4,10 @@ Stepping a sequence in plain autograd records ~15 nodes per step, and each step'
 computes every weight gradient as a product over the batch alone (``[4H, B] @ [B, N]`` at
 B = 64: a short inner dimension, the least efficient shape there is), adds it into the running
 sum, and undoes the per-step splits of the packed heads and of the inputs' share with
-zero-filled copies. This node runs the same forward (the same operations, so the same bits) and
-keeps each step's activations; its backward walks the steps only for what is truly sequential,
-the gradient reaching each state (two products per step), and forms every weight gradient as one
-product per chunk of ``CHUNK`` steps (``CHUNK·B`` rows).
+zero-filled copies. This node runs the step's operations (outputs equal stepping to float
+round-off) and keeps each step's activations; its backward walks the steps only for what is
+truly sequential, the gradient reaching each state (two products per step), and forms every
+weight gradient as one product per chunk of ``CHUNK`` steps (``CHUNK·B`` rows).
 
 The step it unrolls (folded weights, see :mod:`liquidcore.cells.cfc`)::
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
@@ -59,12 +58,19 @@ CHUNK = 16  # steps per weight-gradient product in the backward (see _GatedSeque
 
 
 class _GatedSequence(torch.autograd.Function):
-    """Memory: every tensor kept per step is one step's size (``[B, N]``, tens of KB), as
-    autograd's own are. Sequence-sized buffers (MBs) were tried first and lost more than the
-    products gained: glibc's default malloc maps such blocks fresh on every call, and the page
-    faults of a dozen of them cost more than the whole backward. The backward therefore forms
-    the weight gradients in chunks of ``CHUNK`` steps (``CHUNK·B`` rows per product) through
-    buffers allocated once per call."""
+    """The forward writes each step's kept activations into time-major ``[T, B, ·]`` buffers
+    (``out=`` operations, no per-step allocation), so the backward reads a chunk of steps as one
+    contiguous ``[C·B, ·]`` view: no stacking copies. The backward forms the per-step factors of
+    the heads' and backbone's derivatives for ``CHUNK`` steps at once (a few chunk-sized
+    operations instead of ~10 small ones per step), leaving per step only what is sequential:
+    the heads' gradient (one product of the state gradient with those factors), the products
+    back through the backbone, and the state gradient (one ``addmm`` that also adds the output
+    gradient of the step before).
+
+    Memory: the buffers are sequence-sized (MBs at B = 64, T = 100), which glibc's default
+    malloc maps afresh on every call, so each call page-faults them in: CPU time 37 ms per
+    fwd+bwd of the benchmark instead of 31 with ``MALLOC_MMAP_THRESHOLD_`` set high (41 ms for
+    the per-step-allocation version this replaced, either way)."""
 
     @staticmethod
     def forward(
@@ -78,45 +84,56 @@ class _GatedSequence(torch.autograd.Function):
         *flat: Tensor,
     ) -> Tensor:
         mode, gain = config
-        rest = list(zip(flat[0::2], flat[1::2], strict=True))
-        H = h0.shape[1]
+        weights, biases = flat[0::2], flat[1::2]
+        B, H = h0.shape
+        T = x_share.shape[1]
         keep_t_a = ctx.needs_input_grad[2]  # type: ignore[attr-defined]
-        states, sigs, heads, t_as = [h0], [], [], []
-        h = h0
+        new = h0.new_empty
+        states = new(T + 1, B, H)  # states[t]: the state step t reads
+        states[0] = h0
+        # us[k][t]: sigmoid - 0.5 of step t's product k, what rest[k] reads.
+        us = [new(T, B, w.shape[1]) for w in weights]
+        heads = new(T, B, 3 * H)  # sigmoid(ff1), sigmoid(ff2), the gate σ
+        t_as = new(T, B, H) if keep_t_a else None
+        zs = [new(B, first_h.shape[1]), *(new(B, w.shape[0]) for w in weights)]
+        # F.linear(u, w, b) is addmm(b, u, w.t()); a bias already [B, out] is copied into the
+        # result as one block instead of broadcast row by row.
+        full_biases = [b.expand(B, -1).contiguous() for b in biases]
+        weights_t = [w.t() for w in weights]
         # Per-step views taken once (a slice per step is a dispatch per step).
         dts = dt.t()[:, :, None].unbind(0)
+        head_views = heads.view(T, B, 3, H)
+        s1s, s2s, gates = (head_views[:, :, j].unbind(0) for j in range(3))
+        z_l = zs[-1]
+        t_b, t_a, z_heads = z_l[:, 2 * H : 3 * H], z_l[:, 3 * H :], z_l[:, : 3 * H]
+        u_steps = [u.unbind(0) for u in us]
+        head_steps, state_steps = heads.unbind(0), states.unbind(0)
+        t_a_steps = t_as.unbind(0) if t_as is not None else None
+        masks = mask.t()[:, :, None].unbind(0) if mask is not None else None
         for t, x_t in enumerate(x_share.unbind(1)):
-            z = torch.addmm(x_t, h, first_h)
-            step_sigs = []
-            for w, b in rest:
-                s = torch.sigmoid(z)
-                step_sigs.append(s)
-                z = F.linear(s - 0.5, w, b)
-            # The operations of the step's autograd path (liquidcore.functional.cfc), so the
-            # same bits; in place where that path allocates (z is this loop's own).
-            t_b, t_a = z[:, 2 * H : 3 * H], z[:, 3 * H :]
-            if keep_t_a:
-                t_as.append(t_a.clone())
+            h = state_steps[t]
+            z = torch.addmm(x_t, h, first_h, out=zs[0])
+            for k, u in enumerate(u_steps):
+                torch.sigmoid(z, out=u[t]).sub_(0.5)
+                z = torch.addmm(full_biases[k], u[t], weights_t[k], out=zs[k + 1])
+            if t_a_steps is not None:
+                t_a_steps[t].copy_(t_a)
             t_b.addcmul_(t_a, dts[t])
-            s = torch.sigmoid(z[:, : 3 * H])
-            s1, s2, gate = s.unflatten(1, (3, H)).unbind(1)
-            if mode == "default":
-                h_new = torch.lerp(s1, s2, gate) * 2.0 - 1.0
-            else:
-                h_new = torch.addcmul(s1 * 2.0 - 1.0, gate, s2 * 2.0 - 1.0)
-            if gain != 1.0:
-                h_new = h_new * gain
-            if mask is not None:
-                h_new = torch.where(mask[:, t : t + 1], h_new, h)
-            sigs.append(step_sigs)
-            heads.append(s)
-            states.append(h_new)
-            h = h_new
+            torch.sigmoid(z_heads, out=head_steps[t])
+            h_new = state_steps[t + 1]
+            if mode == "default":  # gain·(2·lerp(s1, s2, σ) - 1)
+                torch.lerp(s1s[t], s2s[t], gates[t], out=h_new).mul_(2.0 * gain).sub_(gain)
+            else:  # gain·((2·s1 - 1) + σ·(2·s2 - 1))
+                torch.mul(s2s[t], 2.0, out=h_new).sub_(1.0).mul_(gates[t])
+                h_new.add_(s1s[t], alpha=2.0).sub_(1.0).mul_(gain)
+            if masks is not None:
+                torch.where(masks[t], h_new, h, out=h_new)
         ctx.save_for_backward(dt, first_h, *flat)
         ctx.mask = mask  # type: ignore[attr-defined]
-        ctx.steps = (states, sigs, heads, t_as)  # type: ignore[attr-defined]
+        ctx.steps = (states, us, heads, t_as)  # type: ignore[attr-defined]
         ctx.config = config  # type: ignore[attr-defined]
-        return torch.stack(states[1:], dim=1)
+        # A batch-major copy, not a view of the buffer: callers may change it in place.
+        return states[1:].transpose(0, 1).contiguous()
 
     @staticmethod
     @once_differentiable
@@ -124,75 +141,98 @@ class _GatedSequence(torch.autograd.Function):
         mode, gain = ctx.config
         dt, first_h, *flat = ctx.saved_tensors
         mask = ctx.mask
-        states, sigs, heads, t_as = ctx.steps
+        states, us, heads, t_as = ctx.steps
         del ctx.steps  # once_differentiable: no second backward needs them
         weights, L = flat[0::2], len(flat) // 2
         need = ctx.needs_input_grad
         B, T, H = g_outs.shape
+        N = first_h.shape[1]
         first_t = first_h.t()
-        widths = [first_h.shape[1], *(w.shape[0] for w in weights)]
         C = min(CHUNK, T)
-        # dz[k]: gradients of a chunk's pre-activations (dz[0]: the first product's, dz[L]:
-        # the packed heads'); inputs[k]: what product k read (the states, then sigmoid - 0.5).
-        dz = [g_outs.new_empty(C, B, n) for n in widths]
-        inputs = [g_outs.new_empty(C, B, H), *(g_outs.new_empty(C, B, w.shape[1]) for w in weights)]
-        g_w: list[Tensor] = [g_outs.new_zeros(H, widths[0])]
-        g_w += [torch.zeros_like(w) for w in weights]
-        g_b = [g_outs.new_zeros(n) for n in widths[1:]]
-        g_x = g_outs.new_empty(B, T, widths[0]) if need[0] else None
-        g_dt = g_outs.new_empty(B, T) if need[2] else None
-        carry = g_outs.new_zeros(B, H)  # ∂L/∂h reaching the state after step t from later ones
+        new = g_outs.new_empty
+        # dz[k]: the chunk's gradients of product k's result (dz[0]: the first product's, in
+        # g_x itself when x_share needs one; dz[L]: the packed heads').
+        g_x = new(T, B, N) if need[0] else None
+        dz = [new(C, B, w.shape[0]) for w in weights]
+        dz_first = g_x if g_x is not None else new(C, B, N)
+        g_w = [g_outs.new_zeros(H, N), *(torch.zeros_like(w) for w in weights)]
+        g_b = [g_outs.new_zeros(w.shape[0]) for w in weights]
+        g_dt = new(T, B) if need[2] else None
+        back = [new(B, w.shape[1]) for w in weights]  # d @ weight, before the sigmoid factor
+        # Per-step views, taken once; dz_steps[k]: product k's (0: the first; L: the heads).
+        dz_steps = [dz_first.unbind(0), *(d.unbind(0) for d in dz)]
+        heads_dz = [d.view(B, 4, H)[:, :3] for d in dz_steps[L]]
+        tb_dz = [d[:, 2 * H : 3 * H] for d in dz_steps[L]]
+        ta_dz = [d[:, 3 * H :] for d in dz_steps[L]]
         g_steps, dts = g_outs.unbind(1), dt.t()[:, :, None].unbind(0)
+        masks = mask.t()[:, :, None].unbind(0) if mask is not None else None
+        g = g_outs.new_zeros(B, H).copy_(g_steps[T - 1])  # ∂L/∂(state after step t), in full
+        g_3 = g.view(B, 1, H)
+        g_h0 = g
         for t1 in range(T, 0, -C):
             t0 = max(0, t1 - C)
             n = t1 - t0
+            factor = _head_factor(heads[t0:t1].view(n, B, 3, H), mode, 2.0 * gain)
+            slopes = [u[t0:t1].square().neg_().add_(0.25) for u in us]  # sigmoid' = ¼ - u²
             for t in reversed(range(t0, t1)):
                 i = t - t0
-                g = g_steps[t] + carry
+                j = t if g_x is not None else i  # where step t's lies in dz_steps[0]
+                jl = j if L == 0 else i  # and in dz_steps[L]
                 passed = None
-                if mask is not None:
-                    keep = mask[:, t : t + 1]
-                    passed = torch.where(keep, 0.0, g)  # masked out: h' = h
-                    g = torch.where(keep, g, 0.0)
-                if gain != 1.0:
-                    g = g * gain
-                s = heads[t]
-                s1, s2, gate = s.unflatten(1, (3, H)).unbind(1)
-                if mode == "default":  # h' = 2·(s1 + σ·(s2 - s1)) - 1
-                    g2 = g * 2.0
-                    d_s2 = g2 * gate
-                    d_s = torch.cat([g2 - d_s2, d_s2, g2 * (s2 - s1)], 1)
-                else:  # h' = (2·s1 - 1) + σ·(2·s2 - 1)
-                    g2 = g * 2.0
-                    d_s = torch.cat([g2, g2 * gate, g * (s2 * 2.0 - 1.0)], 1)
-                d_pre = torch.ops.aten.sigmoid_backward(d_s, s)
-                d_tb = d_pre[:, 2 * H :]
-                torch.cat([d_pre, d_tb * dts[t]], 1, out=dz[L][i])
-                if g_dt is not None:
-                    g_dt[:, t] = (d_tb * t_as[t]).sum(1)
-                d = dz[L][i]
+                if masks is not None:
+                    passed = torch.where(masks[t], 0.0, g)  # masked out: h' = h
+                    g.sub_(passed)  # where(keep, g, 0)
+                torch.mul(g_3, factor[i], out=heads_dz[jl])
+                torch.mul(tb_dz[jl], dts[t], out=ta_dz[jl])
+                d = dz_steps[L][jl]
                 for k in reversed(range(L)):
-                    torch.ops.aten.sigmoid_backward(d @ weights[k], sigs[t][k], grad_input=dz[k][i])
-                    d = dz[k][i]
-                carry = d @ first_t
+                    torch.mm(d, weights[k], out=back[k])
+                    d = torch.mul(back[k], slopes[k][i], out=dz_steps[k][i if k else j])
+                if t:
+                    torch.addmm(g_steps[t - 1], d, first_t, out=g)
+                else:
+                    g_h0 = d @ first_t
+                    g = g_h0
                 if passed is not None:
-                    carry = carry + passed
+                    g.add_(passed)
             # This chunk's share of every weight gradient: one product over its n·B rows.
             rows = n * B
-            torch.stack(states[t0:t1], out=inputs[0][:n])
-            for k in range(L):
-                torch.stack([sg[k] for sg in sigs[t0:t1]], out=inputs[k + 1][:n]).sub_(0.5)
-            g_w[0].addmm_(inputs[0][:n].view(rows, H).t(), dz[0][:n].view(rows, -1))
-            for k in range(1, L + 1):  # rest[k - 1]: weight [out, in], as F.linear takes it
+            d_first = dz_first[t0:t1] if g_x is not None else dz_first[:n]
+            g_w[0].addmm_(states[t0:t1].view(rows, H).t(), d_first.reshape(rows, N))
+            for k in range(L):  # rest[k]: weight [out, in], as F.linear takes it
                 d = dz[k][:n].view(rows, -1)
-                g_w[k].addmm_(d.t(), inputs[k][:n].view(rows, -1))
-                g_b[k - 1].add_(d.sum(0))
-            if g_x is not None:
-                g_x[:, t0:t1] = dz[0][:n].transpose(0, 1)
+                g_w[k + 1].addmm_(d.t(), us[k][t0:t1].view(rows, -1))
+                g_b[k].add_(d.sum(0))
+            if g_dt is not None and t_as is not None:
+                d_tb = (dz[-1][:n] if L else d_first)[:, :, 2 * H : 3 * H]
+                g_dt[t0:t1] = (d_tb * t_as[t0:t1]).sum(2)
         g_flat: list[Tensor | None] = []
         for k in range(L):
             g_flat.append(g_w[k + 1] if need[6 + 2 * k] else None)
             g_flat.append(g_b[k] if need[7 + 2 * k] else None)
-        g_first_h = g_w[0] if need[3] else None
-        g_h0 = carry if need[1] else None
-        return (g_x, g_h0, g_dt, g_first_h, None, None, *g_flat)
+        return (
+            g_x.transpose(0, 1) if g_x is not None else None,
+            g_h0 if need[1] else None,
+            g_dt.t() if g_dt is not None else None,
+            g_w[0] if need[3] else None,
+            None,
+            None,
+            *g_flat,
+        )
+
+
+def _head_factor(s: Tensor, mode: str, scale: float) -> Tensor:
+    """``∂h'/∂(pre-sigmoid heads)`` per unit of ``∂L/∂h'``, ``[n, B, 3, H]`` for ``n`` steps'
+    head sigmoids ``s = [s1, s2, σ]``: ``scale·[1 - σ, σ, s2 - s1]`` (default) or
+    ``scale·[1, σ, s2 - ½]`` (no_gate), times each sigmoid's slope ``s·(1 - s)``."""
+    s1, s2, gate = s.unbind(2)
+    coef = torch.empty_like(s)
+    if mode == "default":  # h' = gain·(2·(s1 + σ·(s2 - s1)) - 1)
+        torch.sub(1.0, gate, out=coef[:, :, 0])
+        coef[:, :, 1] = gate
+        torch.sub(s2, s1, out=coef[:, :, 2])
+    else:  # h' = gain·((2·s1 - 1) + σ·(2·s2 - 1))
+        coef[:, :, 0] = 1.0
+        coef[:, :, 1] = gate
+        torch.sub(s2, 0.5, out=coef[:, :, 2])
+    return torch.ops.aten.sigmoid_backward(coef, s).mul_(scale)
