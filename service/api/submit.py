@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
+import msgspec
 from fastapi import Response
 
 from service.api.columns import (
@@ -26,7 +27,7 @@ from service.api.errors import STATUS, ApiError, ErrorCode
 from service.api.formats import BodyFormat, exact_body
 from service.api.parsing import FieldError, ParsedEvent, check_stream_id, parse_event
 from service.engine import Event, EventResult, Rejection
-from service.engine.encode import dumps, prediction_json, rejection_error
+from service.engine.encode import PredictionBody, dumps, prediction_body, rejection_error
 from service.engine.registry import FeatureSpec, ServedModel
 
 
@@ -97,7 +98,17 @@ def parse_batch(items: list[Any], spec: FeatureSpec) -> list[ParsedEvent]:
     return parsed
 
 
-Answer = tuple[int, dict[str, Any]]  # an HTTP status and the JSON of the answer
+Answer = tuple[int, Any]  # an HTTP status and the answer (JSON-encodable, Structs included)
+
+
+class ResultRow(msgspec.Struct):
+    """One item of a batch answer (``results[i]``); fields in the order of its JSON keys."""
+
+    index: int
+    stream_id: str | None
+    status: int
+    prediction: PredictionBody | None
+    error: dict[str, Any] | None
 
 
 class _AnswerLater:
@@ -123,7 +134,7 @@ def _single_answer(output_names: Sequence[str] | None) -> Callable[[list[EventRe
         (result,) = results
         if isinstance(result, Rejection):
             return STATUS[ErrorCode(result.code)], {"error": rejection_error(result)}
-        return 200, prediction_json(result, output_names)
+        return 200, prediction_body(result, output_names)
 
     return shape
 
@@ -229,54 +240,23 @@ def batch_results(
 ) -> dict[str, Any]:
     """Per-item results in request order: ``done`` engine results, ``failed`` validation errors
     as ``(index, stream_id, status, error)``."""
-    rows: list[tuple[int, dict[str, Any]]] = []
+    rows: list[tuple[int, ResultRow]] = []
     applied = duplicates = errors = 0
     for index, stream_id, result in done:
         if isinstance(result, Rejection):
             errors += 1
-            rows.append(
-                (
-                    index,
-                    {
-                        "index": index,
-                        "stream_id": stream_id,
-                        "status": STATUS[ErrorCode(result.code)],
-                        "prediction": None,
-                        "error": rejection_error(result),
-                    },
-                )
-            )
+            status = STATUS[ErrorCode(result.code)]
+            rows.append((index, ResultRow(index, stream_id, status, None, rejection_error(result))))
             continue
         if result.duplicate:
             duplicates += 1
         else:
             applied += 1
-        rows.append(
-            (
-                index,
-                {
-                    "index": index,
-                    "stream_id": stream_id,
-                    "status": 200,
-                    "prediction": prediction_json(result, output_names),
-                    "error": None,
-                },
-            )
-        )
+        body = prediction_body(result, output_names)
+        rows.append((index, ResultRow(index, stream_id, 200, body, None)))
     for index, sid, status, error in failed:
         errors += 1
-        rows.append(
-            (
-                index,
-                {
-                    "index": index,
-                    "stream_id": sid,
-                    "status": status,
-                    "prediction": None,
-                    "error": error,
-                },
-            )
-        )
+        rows.append((index, ResultRow(index, sid, status, None, error)))
     if failed:
         rows.sort(key=lambda r: r[0])
     return {

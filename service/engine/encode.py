@@ -1,7 +1,9 @@
 """The one encoder of predictions: every wire shape a prediction leaves the service in is made
 here, once per prediction, with msgspec's JSON encoder.
 
-- :func:`prediction_json`: the API's prediction object (HTTP answers, WebSocket answers);
+- :func:`prediction_body`: the API's prediction object (HTTP, WebSocket and MQTT answers), a
+  ``msgspec.Struct`` (built in C, about a third cheaper per event than a dict) that
+  :func:`dumps` and the MessagePack encoder write like the dict it replaced;
 - :func:`live_message`: what a stream's live channel carries (any replica publishes it);
 - :func:`live_frame`: a live-channel message as the WebSocket client receives it (the
   prediction object plus ``x``), made without a second shaping of the prediction;
@@ -42,7 +44,8 @@ def dumps(obj: Any) -> bytes:
     try:
         return _encoder.encode(obj)
     except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
+        plain = msgspec.to_builtins(obj)  # Structs as dicts, strings untouched
+        return json.dumps(plain, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
             "ascii"
         )
 
@@ -82,21 +85,28 @@ def named_outputs(
     return values
 
 
-def prediction_json(p: Prediction, output_names: Sequence[str] | None) -> dict[str, Any]:
-    """The API's prediction object."""
-    return {
-        "stream_id": p.stream_id,
-        "t": p.t,
-        "time": rfc3339(p.t),
-        "dt": p.dt,
-        "outputs": named_outputs(p.y, output_names),
-        "model": p.model,
-        "version": p.version,
-        "duplicate": p.duplicate,
-        "reset": p.reset,
-        "id": p.event_id,
-        "count": p.count,
-    }
+class PredictionBody(msgspec.Struct):
+    """The API's prediction object; fields in the order of its JSON keys."""
+
+    stream_id: str
+    t: float
+    time: str
+    dt: float
+    outputs: dict[str, float | None] | list[float | None]
+    model: str
+    version: str
+    duplicate: bool
+    reset: str | None
+    id: str | None
+    count: int
+
+
+def prediction_body(p: Prediction, output_names: Sequence[str] | None) -> PredictionBody:
+    """The API's prediction object of ``p``."""
+    return PredictionBody(
+        p.stream_id, p.t, rfc3339(p.t), p.dt, named_outputs(p.y, output_names), p.model,
+        p.version, p.duplicate, p.reset, p.event_id, p.count,
+    )  # fmt: skip
 
 
 def rejection_error(r: Rejection) -> dict[str, Any]:

@@ -65,7 +65,7 @@ from service.api.formats import BodyFormat, exact_body
 from service.api.parsing import MAX_REQUEST_ID_CHARS
 from service.api.submit import Answer, enqueue_columns, enqueue_exact
 from service.api.timeouts import PeerStoppedReading
-from service.engine.encode import dumps, live_frame
+from service.engine.encode import PredictionBody, dumps, live_frame
 from service.engine.registry import ServedModel
 from service.store.keys import live_channel
 
@@ -386,12 +386,14 @@ class _Reply:
     binary: bool
 
 
-def _result_reply(rid: Any, status: int, payload: dict[str, Any]) -> dict[str, Any]:
+def _result_reply(rid: Any, status: int, payload: Any) -> dict[str, Any]:
+    if isinstance(payload, PredictionBody):
+        return {"type": "result", "request_id": rid, "status": status, "prediction": payload}
     if "error" in payload:
         return {"type": "error", "request_id": rid, "status": status, **payload}
     if "results" in payload:
         return {"type": "result", "request_id": rid, "status": status, **payload}
-    return {"type": "result", "request_id": rid, "status": status, "prediction": payload}
+    raise TypeError(f"unexpected answer {type(payload).__name__}")
 
 
 _msgpack_encoder = msgspec.msgpack.Encoder()

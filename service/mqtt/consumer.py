@@ -34,7 +34,7 @@ from service.api.errors import ApiError, ErrorCode
 from service.api.failures import failure_error
 from service.api.parsing import FieldError, ParsedEvent, check_stream_id
 from service.engine import EngineStopped, Event, EventResult, Rejection
-from service.engine.encode import prediction_json, rejection_error
+from service.engine.encode import prediction_body, rejection_error
 from service.mqtt.acks import AckSlot, AckWindow
 from service.mqtt.lanes import StreamLanes
 from service.mqtt.metrics import MqttMetrics
@@ -307,7 +307,7 @@ class MqttConsumer:
     def _answer(self, result: EventResult) -> tuple[str, Any]:
         if isinstance(result, Rejection):
             return "error", {"error": rejection_error(result)}
-        return "prediction", prediction_json(result, self._output_names)
+        return "prediction", prediction_body(result, self._output_names)
 
     async def _publish(self, m: _Message, answers: list[tuple[str, Any]]) -> bool:
         # Started in order, so a stream's answers leave in order; awaited together.

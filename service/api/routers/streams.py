@@ -21,7 +21,7 @@ from service.api.parsing import FieldError, parse_timestamp
 from service.api.schemas import BatchResultsOut, ErrorOut, PredictionOut, StateIn, StreamInfoOut
 from service.api.state import snapshot_from_json, snapshot_json
 from service.api.submit import field_error, submit_one_stream
-from service.engine.encode import prediction_json, rfc3339
+from service.engine.encode import dumps, prediction_body, rfc3339
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -226,7 +226,7 @@ async def get_prediction(
     except FieldError as exc:
         raise field_error(exc) from None
     p = await ctx.require_engine().predict_at(tenant, served.name, stream_id, when)
-    return JSONResponse(prediction_json(p, served.output_names))
+    return Response(dumps(prediction_body(p, served.output_names)), media_type="application/json")
 
 
 @router.get(
