@@ -295,3 +295,37 @@ def test_corrupt_window_columns_are_refused() -> None:
     for over in bad:
         with pytest.raises(ValueError):
             RecentWindow.from_columns(2, 2, **{**cols, **over})
+
+
+entry_strategy = st.builds(
+    RecentEntry,
+    event_id=st.text(max_size=6),
+    t=finite,
+    dt=finite,
+    y=st.just((0.5, -1.0)),
+    reset=st.sampled_from([None, "first_event", "gap", "model_change", "expired"]),
+    count=st.integers(0, 2**64 - 1),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.lists(entry_strategy, max_size=8),
+    steps=st.lists(st.tuples(entry_strategy, st.integers(-1, 9)), max_size=8),
+)
+def test_window_operations_match_a_plain_list(
+    start: list[RecentEntry], steps: list[tuple[RecentEntry, int]]
+) -> None:
+    """pushed / extended / last / find on the byte columns agree with the same operations on
+    a list of entries (the window as format 1 kept it)."""
+    window, model = RecentWindow.of(start), list(start)
+    for entry, keep in steps:
+        pushed = window.pushed(entry, keep)
+        assert pushed.columns() == window.extended((entry,)).last(keep).columns()
+        window = pushed
+        model = [*model, entry][-keep:] if keep > 0 else []
+        assert list(window) == model
+        for probe in {e.event_id for e in model} | {"absent"}:
+            newest = max((i for i, e in enumerate(model) if e.event_id == probe), default=None)
+            assert window.find(probe) == newest
+        assert decode_record(encode_record(record(recent=window))).recent == window
