@@ -51,7 +51,6 @@ class LaneStreams:
     layout: RecordLayout
     keys: list[str]
     pending: list[Pending[Job]]
-    versions: list[int]  # store version loaded (0: absent)
     events: list[Event]
     stored: list[Versioned | None]  # what the store loaded
     t: np.ndarray  # float64[B]
@@ -107,10 +106,9 @@ def take_lane(
         sub = records.rows(rows)
         plan = plan_lane(exists[rows], sub, t, ids, policy, now)
         keys = [k for k, _, _ in kept]
-        versions = [0 if s is None else s.version for _, _, s in kept]
         loaded_kept = [s for _, _, s in kept]
         lane = LaneStreams(
-            model_name, policy, layout, keys, pending, versions, events, loaded_kept, t, ids, plan,
+            model_name, policy, layout, keys, pending, events, loaded_kept, t, ids, plan,
             sub.h,
         )  # fmt: skip
         lanes.append(lane)
@@ -152,6 +150,11 @@ def take_outputs(
     return back
 
 
+def _version(stored: Versioned | None) -> int:
+    """The store version a write compares against (0: the key was absent)."""
+    return 0 if stored is None else stored.version
+
+
 def lane_writes(lane: LaneStreams, ttl_s: float, now: float) -> list[CasWrite]:
     """The compare-and-set of every stream the lane stepped (in ``lane.steps`` order)."""
     steps = lane.steps
@@ -165,7 +168,7 @@ def lane_writes(lane: LaneStreams, ttl_s: float, now: float) -> list[CasWrite]:
         lane.x(steps), windows,
     )  # fmt: skip
     return [
-        CasWrite(lane.keys[b], lane.versions[b], payload, ttl_s)
+        CasWrite(lane.keys[b], _version(lane.stored[b]), payload, ttl_s)
         for b, payload in zip(steps.tolist(), payloads, strict=True)
     ]
 
