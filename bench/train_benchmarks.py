@@ -345,7 +345,7 @@ def preset_for(
         raise ValueError(f"no preset {model!r} for {benchmark}; valid: {', '.join(sorted(table))}")
     p = table[model]
     optim = dict(p["optim"])
-    for key in ("epochs", "batch_size", "lr", "patience"):
+    for key in ("epochs", "batch_size", "lr", "patience", "schedule", "decay"):
         value = getattr(args, key)
         if value is not None:
             optim[key] = value
@@ -615,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the preset's learning rate")
     p.add_argument("--patience", type=int, help="early stopping patience (default: off)")
+    p.add_argument(
+        "--schedule", choices=("exponential", "cosine", "constant"), help="override the schedule"
+    )
+    p.add_argument("--decay", type=float, help="override the per-epoch exponential decay")
     p.add_argument("--data", help="data path (walker2d: .npz or folder of .npy rollouts)")
     p.add_argument("--out", type=Path, help="output directory (default runs/bench/<benchmark>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")

@@ -87,6 +87,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_queue=max(settings.max_queue, settings.max_batch),
         batch_buckets=None if settings.batch_buckets is None else tuple(settings.batch_buckets),
         max_inflight_batches=settings.max_inflight_batches,
+        inline_steps=settings.inline_steps,
     )
 
 

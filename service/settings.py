@@ -168,6 +168,13 @@ class Settings(BaseSettings, MqttOptions):
         description="Batches processed at once: one may plan and compute while another waits "
         "on the store (batches sharing a stream never overlap). 1: one at a time.",
     )
+    inline_steps: int = Field(
+        default=4096,
+        ge=0,
+        description="On a CPU, a batch's model call of at most this many steps runs on the event "
+        "loop's thread, not the worker thread (a thread hop makes the step wait for the GIL "
+        "behind the busy loop). 0: always the worker thread.",
+    )
     batch_buckets: list[int] | None = Field(
         default=None,
         description="Padded batch sizes of the device step (a batch runs at the smallest that "

@@ -2,8 +2,9 @@
 
 Nothing here decides anything. The batch loop (``service.engine.core``) hands over rows that
 ``service.engine.semantics`` already planned (which steps, their Δt, where the state restarts);
-this module pads them into tensors, runs one ``model.forward`` per model in
-``torch.inference_mode`` on the worker thread, and returns numpy arrays.
+this module pads them into tensors, runs one model call per model in ``torch.inference_mode``
+(``model.step`` when every stream takes one step, else ``model.forward``), on the worker thread
+or, for a small call on a CPU, on the caller's, and returns numpy arrays.
 
 Numerics: timestamps are float64 seconds; Δt is their float64 difference, handed to the model
 as float32 seconds (the model divides by its time unit). States go in and come out as the exact
@@ -141,8 +142,14 @@ def forward_arrays(
     """The model call itself: ``x[P,T,F]``, ``dt[P,T]`` float32, ``mask`` and ``reset``
     ``[P,T]`` for ``P >= B`` rows (the first ``B`` answered); ``stored[k,S]``: the states of
     rows ``resumed``, the others start from ``init_state``."""
-    P = x.shape[0]
+    P, T = x.shape[0], x.shape[1]
     stage = staging if staging is not None else HostStaging(device)
+    if T == 1 and stored is not None and reset.any():
+        # One step per stream: a stream that restarts takes init_state, not its stored state.
+        keep = ~reset[np.asarray(resumed, dtype=np.int64), 0]
+        if not keep.all():
+            resumed, stored = np.asarray(resumed)[keep], stored[keep]
+            stored = stored if len(stored) else None
     h_stored = None if stored is None else stage.to_device("h0", stored)
     if h_stored is not None and len(resumed) == P:
         h0 = h_stored
@@ -151,13 +158,19 @@ def forward_arrays(
         if h_stored is not None:
             idx = torch.as_tensor(np.asarray(resumed), dtype=torch.long).to(device)
             h0[idx] = h_stored.to(h0.dtype)
-    y, hT = model.forward(
-        stage.to_device("x", x),
-        stage.to_device("dt", dt),
-        h0=h0,
-        mask=None if mask.all() else stage.to_device("mask", mask),
-        reset=stage.to_device("reset", reset) if reset.any() else None,
-    )
+    if T == 1:
+        # The step kernel (padding rows, all-masked, are cut from the answer anyway): the
+        # sequence path's per-call set-up costs more than a small batch's whole step.
+        y1, hT = model.step(stage.to_device("x", x[:, 0]), stage.to_device("dt", dt[:, 0]), h0)
+        y = y1[:, None]
+    else:
+        y, hT = model.forward(
+            stage.to_device("x", x),
+            stage.to_device("dt", dt),
+            h0=h0,
+            mask=None if mask.all() else stage.to_device("mask", mask),
+            reset=stage.to_device("reset", reset) if reset.any() else None,
+        )
     y = model.present(y)
     y_np = y[:B].detach().to("cpu").numpy()
     h_np = hT[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
@@ -180,8 +193,9 @@ def predict_one(
 
 
 class DeviceExecutor:
-    """The engine's single worker thread and its device. Every model call runs here, one at a
-    time; after :meth:`close` a call raises :class:`EngineStopped`."""
+    """The engine's device and its single worker thread. Model calls run one at a time, on the
+    worker or, small ones on a CPU, inline (see :meth:`_runs_inline`); after :meth:`close` a
+    call raises :class:`EngineStopped`."""
 
     def __init__(
         self,
@@ -189,9 +203,11 @@ class DeviceExecutor:
         metrics: Metrics,
         buckets: Sequence[int] | None = None,
         max_batch: int = 1024,
+        inline_steps: int = 0,
     ) -> None:
         """``buckets``: padded batch sizes (``None``: the device's default for batches of up to
-        ``max_batch``, see :func:`default_buckets`; ``()``: none)."""
+        ``max_batch``, see :func:`default_buckets`; ``()``: none). ``inline_steps``: CPU calls
+        of at most this many steps run on the caller's thread (0: every call on the worker)."""
         self.device = resolve_device(device)
         self.buckets = (
             default_buckets(self.device, max_batch) if buckets is None else check_buckets(buckets)
@@ -200,15 +216,20 @@ class DeviceExecutor:
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquid-engine")
         self._closed = False
+        self.inline_steps = inline_steps
+        self._worker_calls = 0  # calls submitted to the worker and not yet returned
 
     async def _call(self, fn: Callable[..., R], *args: object) -> R:
         loop = asyncio.get_running_loop()
+        self._worker_calls += 1
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except RuntimeError as exc:
             if self._closed:
                 raise EngineStopped("the engine is stopped") from exc
             raise
+        finally:
+            self._worker_calls -= 1
 
     async def place(self, models: Iterable[ServableModel]) -> None:
         """Build or load the native kernels (before readiness, not on the first request), move
@@ -225,7 +246,22 @@ class DeviceExecutor:
 
     async def forward(self, calls: list[ModelCall]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One :func:`forward_rows` per model; per model ``(y[B,T,O], h_T[B,S] <f4)``."""
+        if self._runs_inline(calls):
+            return self._forward_all(calls)
         return await self._call(self._forward_all, calls)
+
+    def _runs_inline(self, calls: list[ModelCall]) -> bool:
+        """A CPU call of at most ``inline_steps`` steps runs on the calling (event loop) thread
+        when the worker is idle. On the worker, torch releases the GIL around every operator
+        and takes it back behind the busy event loop (up to the 5 ms switch interval each
+        time): a 60 µs step took milliseconds under load. Never beside a worker call (one
+        model call at a time)."""
+        if self.device.type != "cpu" or self._worker_calls or self.inline_steps <= 0:
+            return False
+        steps = 0
+        for _, rows, block in calls:
+            steps += sum(len(r.dt) for r in rows) + (0 if block is None else len(block.dt))
+        return steps <= self.inline_steps
 
     def _forward_all(self, calls: list[ModelCall]) -> list[tuple[np.ndarray, np.ndarray]]:
         t0 = time.perf_counter()

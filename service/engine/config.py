@@ -37,6 +37,9 @@ class EngineConfig:
     # Streams with one event in a batch are decided and recorded as arrays
     # (service.engine.lane); off: every stream takes the per-stream path (the reference).
     lane: bool = True
+    # Model calls on a CPU with at most this many steps run on the event loop's thread instead
+    # of the worker thread (service.engine.compute.DeviceExecutor); 0: always the worker.
+    inline_steps: int = 4096
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -74,6 +77,7 @@ class EngineConfig:
             self.max_inflight_batches >= 1,
             f"max_inflight_batches must be >= 1; got {self.max_inflight_batches}",
         )
+        need(self.inline_steps >= 0, f"inline_steps must be >= 0; got {self.inline_steps}")
         need(
             self.batch_buckets is None or all(b >= 1 for b in self.batch_buckets),
             f"batch_buckets must be positive batch sizes; got {self.batch_buckets}",

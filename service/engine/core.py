@@ -147,7 +147,7 @@ class Engine:
         self._metrics = metrics
         self.config = config
         self._executor = DeviceExecutor(
-            config.device, metrics, config.batch_buckets, config.max_batch
+            config.device, metrics, config.batch_buckets, config.max_batch, config.inline_steps
         )
         self.device = self._executor.device
         self._clock = clock

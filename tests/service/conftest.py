@@ -26,7 +26,8 @@ class LeakyModel:
     ``h' = exp(-Δt / time_unit) * h + 0.5 * tanh(W x + U h + b)``, ``y = V h' + c``. It is
     nonlinear in ``h`` so that the order of events matters, and ``forward`` is ``step`` in a
     loop (honouring ``mask`` and ``reset``), so the engine's sequence calls can be compared
-    bit for bit with stepping offline. ``calls`` records the shape of every ``forward`` call.
+    bit for bit with stepping offline. ``calls`` records the shape of every batched call:
+    ``(B, T)`` for ``forward``, ``(B, 1)`` for ``step`` (the engine steps one-event batches).
     """
 
     def __init__(
@@ -65,6 +66,10 @@ class LeakyModel:
         return self.h_init.to(device).expand(n, self.state_size).clone()
 
     def step(self, x: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        self.calls.append((x.shape[0], 1))
+        return self._step(x, dt, h)
+
+    def _step(self, x: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         dt64 = torch.as_tensor(dt, dtype=torch.float64, device=h.device).reshape(-1, 1)
         decay = torch.exp(-dt64 / self.time_unit).to(torch.float32)
         pre = x @ self.W.to(h.device).T + h @ self.U.to(h.device).T + self.b.to(h.device)
@@ -87,7 +92,7 @@ class LeakyModel:
         for t in range(T):
             if reset is not None:
                 h = torch.where(reset[:, t : t + 1], fresh, h)
-            y, h_new = self.step(x[:, t], dt[:, t], h)
+            y, h_new = self._step(x[:, t], dt[:, t], h)
             if mask is not None:
                 keep = mask[:, t : t + 1]
                 h_new = torch.where(keep, h_new, h)
@@ -96,7 +101,7 @@ class LeakyModel:
         return torch.stack(ys, dim=1), h
 
     def advance(self, h: Tensor, dt: Tensor, x_hold: Tensor) -> Tensor:
-        return self.step(x_hold, dt, h)[1]
+        return self._step(x_hold, dt, h)[1]
 
     def present(self, y: Tensor) -> Tensor:
         return torch.softmax(y, dim=-1) if self.classification else y

@@ -38,8 +38,8 @@ class FragileModel(LeakyModel):
         super().__init__(**kw)
         self.readout = readout
 
-    def step(self, x: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        _, h_new = super().step(x, dt, h)
+    def _step(self, x: Tensor, dt: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        _, h_new = super()._step(x, dt, h)
         h_new = h_new + (x[:, :1] * 1e17) ** 2 * 1e-34  # (1e20)^2 overflows float32
         if self.readout == "saturating":
             return torch.tanh(h_new[:, : self.output_size]), h_new
