@@ -24,6 +24,7 @@ from service.api.auth import Authenticator
 from service.api.deps import AppContext
 from service.api.errors import JSONResponse, install_error_handlers
 from service.api.failures import install_failure_handlers
+from service.api.front_door import LiquidApp
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routers import events, health, live, models, streams, ui
 from service.api.routers.fast import fast_routes
@@ -183,7 +184,7 @@ def create_app(
 
                 multiprocess.mark_process_dead(os.getpid())
 
-    app = FastAPI(
+    app = LiquidApp(
         title="liquidstream",
         version="0.1.0",
         description=DESCRIPTION,
@@ -206,7 +207,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     # the events routes without per-request dependency solving, in front of their FastAPI twins
-    app.router.routes[:0] = fast_routes([r for rt in routers for r in rt.routes])
+    plain = fast_routes([r for rt in routers for r in rt.routes])
+    app.router.routes[:0] = plain
     # Added last = outermost: metrics see every answer, the body-limit's 413s included.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
@@ -214,6 +216,7 @@ def create_app(
     app.add_middleware(
         MetricsMiddleware, metrics=metrics, routes=[r for rt in routers for r in rt.routes]
     )
+    app.open_front_door(plain)  # and dispatched before routing (service.api.front_door)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

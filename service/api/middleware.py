@@ -20,6 +20,7 @@ from service.api.errors import ErrorCode, error_body
 from service.metrics import Metrics
 
 UNMATCHED_ROUTE = "<unmatched>"
+_timeout_at = getattr(asyncio, "timeout_at", None)  # Python >= 3.11
 CLIENT_CLOSED_REQUEST = 499
 
 
@@ -50,6 +51,9 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = tuple(routes)
+        # (route template, method, status) -> its counter and histogram children; bounded by
+        # the routes x methods x statuses the app answers (templates, never raw paths)
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,11 +77,15 @@ class MetricsMiddleware:
             # no answer and no error: the client left first (nginx's 499)
             label = str(status or CLIENT_CLOSED_REQUEST)
             route = route_template(scope, self.routes)
-            method = str(scope.get("method", ""))
-            self.metrics.http_requests.labels(route=route, method=method, status=label).inc()
-            self.metrics.http_request_duration.labels(route=route, method=method).observe(
-                time.perf_counter() - start
-            )
+            key = (route, str(scope.get("method", "")), label)
+            series = self._series.get(key)
+            if series is None:  # labels() costs a few µs per call: each child is looked up once
+                series = self._series[key] = (
+                    self.metrics.http_requests.labels(route=route, method=key[1], status=label),
+                    self.metrics.http_request_duration.labels(route=route, method=key[1]),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -155,6 +163,9 @@ class BodyLimitMiddleware:
             try:
                 if deadline is None:
                     message = await receive()
+                elif _timeout_at is not None:  # a timer, not a task per receive (wait_for)
+                    async with _timeout_at(deadline):
+                        message = await receive()
                 else:
                     message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:

@@ -48,3 +48,45 @@ def test_auth_is_checked_before_anything_else(make_settings: Any) -> None:
         r = c.post("/v1/streams/s/events", json=EVENT, headers=auth)
         assert r.status_code == 200
         assert r.json()["count"] == 1
+
+
+def test_stream_ids_are_read_at_the_door_as_the_router_reads_them() -> None:
+    from service.api.front_door import stream_id_in
+
+    assert stream_id_in("/v1/streams/pump-7/events") == "pump-7"
+    assert stream_id_in("/v1/streams/a b/events") == "a b"  # scope paths are decoded
+    for path in ("/v1/streams//events", "/v1/streams/a/b/events", "/v1/streams/a/event"):
+        assert stream_id_in(path) is None
+
+
+def test_the_events_posts_skip_the_app_stack_and_answer_as_it_would(make_settings: Any) -> None:
+    """POSTs on the events paths never reach the app's middleware stack (the front door
+    dispatches them), yet keep its metrics labels, body limit and error answers; other requests
+    still go through it."""
+    app = create_app(make_settings(max_body_bytes=4096))
+    with make_client(app) as c:
+        c.get("/healthz")  # builds the app's own stack
+        through_stack: list[str] = []
+        stack = app.middleware_stack
+
+        async def spy(scope: Any, receive: Any, send: Any) -> None:
+            through_stack.append(f"{scope.get('method')} {scope.get('path')}")
+            await stack(scope, receive, send)  # type: ignore[misc]
+
+        app.middleware_stack = spy
+        assert c.post("/v1/streams/s/events", json=EVENT).status_code == 200
+        r = c.post("/v1/events", json={"events": [{"stream_id": "s", **EVENT, "t": T0 + 1}]})
+        assert r.status_code == 200
+        r = c.post("/v1/streams/s/events", content=b"x" * 5000)
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "payload_too_large"
+        r = c.post("/v1/streams/s/events", content=b"{")
+        assert r.status_code == 400  # malformed JSON
+        assert through_stack == []
+        assert c.get("/v1/streams/s").status_code == 200
+        assert through_stack == ["GET /v1/streams/s"]
+        metrics = c.get("/metrics").text
+    for status in ("200", "413", "400"):
+        labels = f'route="/v1/streams/{{stream_id}}/events",status="{status}"'
+        lines = [ln.replace('method="POST",', "") for ln in metrics.splitlines()]
+        assert any(ln.startswith("liquid_http_requests_total{") and labels in ln for ln in lines)

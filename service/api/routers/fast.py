@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -25,6 +26,15 @@ from service.api.submit import submit_many_streams, submit_one_stream
 MAX_MODEL_CHARS = 64  # the routes' Query(max_length=...) for ``model``
 
 
+def takes(scope: Scope) -> bool:
+    """Whether these endpoints answer ``scope`` themselves: not when its ``model`` parameter
+    is one FastAPI would refuse or read differently (too long, given twice)."""
+    if not scope.get("query_string"):
+        return True
+    models = QueryParams(scope["query_string"]).getlist("model")
+    return len(models) <= 1 and not (models and len(models[0]) > MAX_MODEL_CHARS)
+
+
 class _FastEvents:
     """An ASGI endpoint that answers like ``fallback`` (the FastAPI route of the same path)."""
 
@@ -32,15 +42,14 @@ class _FastEvents:
         self._fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        models = request.query_params.getlist("model")
-        if len(models) > 1 or (models and len(models[0]) > MAX_MODEL_CHARS):
+        if not takes(scope):
             await self._fallback(scope, receive, send)
             return
+        request = Request(scope, receive)
         received_at = time.time()
         ctx: AppContext = request.app.state.ctx
         tenant = ctx.auth.tenant_for(request.headers.get("authorization"))
-        model = models[0] if models else None
+        model = request.query_params.get("model") if scope.get("query_string") else None
         response = await self.answer(request, ctx, tenant, model, received_at)
         await response(scope, receive, send)
 
