@@ -27,7 +27,7 @@ from service.store.reasons import ResetReason
 from service.store.recent import RecentEntry, RecentWindow
 from service.store.record_columns import RecordColumns
 
-STEP, DUPLICATE, OUT_OF_ORDER = 0, 1, 2
+STEP, DUPLICATE, OUT_OF_ORDER = 0, 1, 2  # the kinds that answer without a step are > STEP
 HANDED_BACK = -1  # a step that was not finite: the per-stream path answers it
 _NO_WINDOW = RecentWindow.empty()
 

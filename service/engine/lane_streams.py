@@ -23,7 +23,6 @@ from service.engine.jobs import Job
 from service.engine.lane import (
     DUPLICATE,
     HANDED_BACK,
-    OUT_OF_ORDER,
     STEP,
     LanePlan,
     plan_lane,
@@ -209,7 +208,7 @@ def resolve_lane(
             resets[reset] += 1
         else:
             tally["applied"] += 1
-    for b in np.flatnonzero(np.isin(plan.kind, (DUPLICATE, OUT_OF_ORDER))).tolist():
+    for b in np.flatnonzero(plan.kind > STEP).tolist():  # DUPLICATE, OUT_OF_ORDER
         ev = lane.events[b]
         if plan.kind[b] == DUPLICATE:
             outcome: Duplicate | OutOfOrder = Duplicate(0, original=plan.originals[b])
