@@ -16,8 +16,10 @@ All serve the same model: a CfC with 64 units and a 128-unit backbone on 6 input
 weights; the cost does not depend on them). Workloads (closed loop, wrk with bench/wrk/events.lua):
 one event per POST at 8 and 64 connections; 50 events of one stream per POST; 256 events over
 256 streams per ``POST /v1/events``. WebSocket ingest: 64 sockets from a separate asyncio
-process using ``service.client.LiveStream`` (its CPU is reported). Open loop: a constant-rate
-asyncio/httpx generator at half of our measured single-event maximum (64 connections);
+process using ``service.client.LiveStream`` (its CPU is reported), and the same from
+``bench/ws_raw.py``, a frame-level generator that uses far less CPU than the client. Open loop:
+a constant-rate raw-asyncio generator at half of our measured single-event maximum (64
+connections, pipelined);
 latency counts from each request's scheduled send time, so a stall is not hidden
 (no coordinated omission). wrk2 is not packaged by Debian, hence this generator.
 """
@@ -192,20 +194,22 @@ def run_wrk(
     )
 
 
-def run_ws(url: str, sockets: int, seconds: float, tag: str, window: int) -> Result:
-    """The WebSocket ingest client in its own process; its CPU share is reported."""
-    argv = [sys.executable, __file__, "ws-client", url, str(sockets), str(seconds), tag]
-    argv += [str(window)]
+def run_ws(
+    url: str, sockets: int, seconds: float, tag: str, window: int, client: str = "ws-client"
+) -> Result:
+    """A WebSocket ingest client in its own process (``ws-client``: the product's
+    ``LiveStream``; ``ws-raw``: :mod:`bench.ws_raw`, frame-level); its CPU share is reported."""
+    argv = [sys.executable, __file__, client, url, str(sockets), str(seconds), tag, str(window)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"the WebSocket client failed: {done.stderr[-1500:]}")
+        raise RuntimeError(f"the WebSocket client {client} failed: {done.stderr[-1500:]}")
     d = json.loads(done.stdout.strip().splitlines()[-1])
     return Result(
         rate=d["events"] / d["seconds"],
         p50_ms=d["p50_ms"],
         p99_ms=d["p99_ms"],
-        bad=d["errors"],
+        bad=int(d["errors"]),
         note=f"client CPU {100 * d['cpu_s'] / d['seconds']:.0f}%",
     )
 
@@ -505,6 +509,12 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
             lambda s, tag: run_ws(s.url, 64, sec, tag, args.ws_window),
             ours2,
         ),
+        Workload(
+            f"same, frame-level client ({args.ws_window} in flight each)",
+            "ev/s",
+            lambda s, tag: run_ws(s.url, 64, sec, tag, args.ws_window, "ws-raw"),
+            ours2,
+        ),
     ]
     if args.only:
         workloads = [w for w in workloads if any(t in w.name for t in args.only)]
@@ -640,6 +650,13 @@ def _subcommand(argv: list[str]) -> int:
         d = asyncio.run(_ws_client(url, int(sockets), float(seconds), tag, int(window)))
         print(json.dumps(d))
         return 0
+    if argv[0] == "ws-raw":
+        from bench.ws_raw import run as ws_raw
+
+        url, sockets, seconds, tag, window = argv[1:6]
+        args = (url, int(sockets), float(seconds), tag, int(window), FEATURES)
+        print(json.dumps(asyncio.run(ws_raw(*args))))
+        return 0
     url, rate, seconds, tag = argv[1:5]
     r = asyncio.run(_open_loop(url, float(rate), float(seconds), tag))
     print(json.dumps(r.__dict__))
@@ -648,6 +665,6 @@ def _subcommand(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
-    if len(sys.argv) > 1 and sys.argv[1] in ("ws-client", "open-loop"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("ws-client", "ws-raw", "open-loop"):
         sys.exit(_subcommand(sys.argv[1:]))
     sys.exit(main())

@@ -4,9 +4,9 @@ here, once per prediction, with msgspec's JSON encoder.
 - :func:`prediction_body`: the API's prediction object (HTTP, WebSocket and MQTT answers), a
   ``msgspec.Struct`` (built in C, about a third cheaper per event than a dict) that
   :func:`dumps` and the MessagePack encoder write like the dict it replaced;
-- :func:`live_message`: what a stream's live channel carries (any replica publishes it);
-- :func:`live_frame`: a live-channel message as the WebSocket client receives it (the
-  prediction object plus ``x``), made without a second shaping of the prediction;
+- :func:`live_message`: what a stream's live channel carries (any replica publishes it), which
+  is the WebSocket subscriber's frame itself (the prediction object plus ``x``), so sessions
+  forward it without decoding (:func:`live_frame`);
 - :func:`dumps`: JSON bytes of an answer (ASCII-escaped only when a string cannot be UTF-8:
   a request may carry lone surrogates, which JSON can spell, and an error echoing one must
   still render).
@@ -18,6 +18,7 @@ model, and refused by the engine's guard) becomes ``null`` rather than invalid J
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -79,7 +80,9 @@ def named_outputs(
     y: Sequence[float], names: Sequence[str] | None
 ) -> dict[str, float | None] | list[float | None]:
     """Outputs by name when the model names them; non-finite values become ``None``."""
-    values = [v if math.isfinite(v) else None for v in y]
+    if math.isfinite(sum(y)):  # every value finite (the common case; a huge sum just checks)
+        return dict(zip(names, y, strict=False)) if names else list(y)
+    values: list[float | None] = [v if math.isfinite(v) else None for v in y]
     if names:
         return dict(zip(names, values, strict=False))
     return values
@@ -118,33 +121,59 @@ def rejection_error(r: Rejection) -> dict[str, Any]:
     }
 
 
+class LivePrediction(PredictionBody):
+    """The prediction object of a live frame: the API's, then the event's input ``x``."""
+
+    x: list[float] | None
+
+
+class LiveFrame(msgspec.Struct):
+    """What a stream's live channel carries, exactly the text frame WebSocket subscribers
+    receive: ``model`` repeated at the top so that a session filtering by model reads a prefix,
+    not the message."""
+
+    type: str
+    model: str
+    prediction: LivePrediction
+
+
+_FRAME_HEAD = '{"type":"prediction","model":'
+
+
 def live_message(
     p: Prediction, x: Sequence[float] | None = None, output_names: Sequence[str] | None = None
 ) -> str:
-    """What a stream's live channel carries for ``p``: keys ``stream_id, t, dt, outputs, model,
-    version, duplicate, reset, event_id, count, x`` (``outputs`` by name when named)."""
-    outputs: Any = dict(zip(output_names, p.y, strict=True)) if output_names else list(p.y)
-    return _encoder.encode(
-        {
-            "stream_id": p.stream_id,
-            "t": p.t,
-            "dt": p.dt,
-            "outputs": outputs,
-            "model": p.model,
-            "version": p.version,
-            "duplicate": p.duplicate,
-            "reset": p.reset,
-            "event_id": p.event_id,
-            "count": p.count,
-            "x": list(x) if x is not None else None,
-        }
-    ).decode("utf-8")
+    """What a stream's live channel carries for ``p`` (a :class:`LiveFrame` as JSON text):
+    encoded once by the publishing replica and forwarded as it is by every session."""
+    body = LivePrediction(
+        p.stream_id, p.t, rfc3339(p.t), p.dt, named_outputs(p.y, output_names), p.model,
+        p.version, p.duplicate, p.reset, p.event_id, p.count,
+        list(x) if x is not None else None,
+    )  # fmt: skip
+    return dumps(LiveFrame("prediction", p.model, body)).decode("utf-8")
+
+
+@functools.lru_cache(maxsize=256)
+def _frame_head_of(model: str) -> str:
+    return _FRAME_HEAD + dumps(model).decode("utf-8") + ","
 
 
 def live_frame(raw: str, model_filter: str | None) -> str | None:
-    """A live-channel message as the WebSocket client sees it: ``{"type": "prediction",
-    "prediction": {...}}`` (the API's prediction object plus ``x``); ``None`` when filtered out
-    or unreadable."""
+    """A live-channel message as the WebSocket client receives it: the message itself (it is
+    the frame), ``None`` when ``model_filter`` filters it out. A message in the earlier format
+    (a replica not yet upgraded) is converted."""
+    if raw.startswith(_FRAME_HEAD):
+        if model_filter is None or raw.startswith(_frame_head_of(model_filter)):
+            return raw
+        return None
+    return _earlier_frame(raw, model_filter)
+
+
+def _earlier_frame(raw: str, model_filter: str | None) -> str | None:
+    """The frame of a message in the format before :class:`LiveFrame` (keys ``stream_id, t,
+    dt, outputs, model, version, duplicate, reset, event_id, count, x``), as replicas of an
+    earlier release publish it during a rolling upgrade; ``None`` when filtered out or
+    unreadable."""
     try:
         msg = _decoder.decode(raw)
         if model_filter is not None and msg.get("model") != model_filter:

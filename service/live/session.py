@@ -5,8 +5,9 @@ Protocol (JSON text frames):
 
 - server -> client, once subscribed: ``{"type": "subscribed", "stream_id", "model"}``. Every
   prediction made for the stream afterwards (by any route, any process) follows as
-  ``{"type": "prediction", "prediction": {...}}`` (the HTTP prediction object plus ``x``, the
-  input). With ``?model=`` only that model's predictions are sent.
+  ``{"type": "prediction", "model": ..., "prediction": {...}}`` (the HTTP prediction object
+  plus ``x``, the input), the live channel's message forwarded as it was published. With
+  ``?model=`` only that model's predictions are sent.
 - client -> server: an event object, a list of events or ``{"events": [...]}`` (the body of
   ``POST /v1/streams/{stream_id}/events``), optionally with ``"request_id"`` (string or
   integer) in the object. The answer: ``{"type": "result", "request_id", "status": 200,
