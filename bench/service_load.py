@@ -436,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     model = tmp / "model"
     make_model(model)
     redis_proc, redis_url = start_redis(tmp)
-    ours = ["-m", "service", "serve", "--model", str(model), "--log-level", "warning"]
-    ours += ["--max-delay-ms", str(args.max_delay_ms), "--workers", "1"]
+    serve = ["-m", "service", "serve", "--model", str(model), "--log-level", "warning"]
+    serve += ["--max-delay-ms", str(args.max_delay_ms)]
+    ours = [*serve, "--workers", "1"]
     servers: dict[str, Server] = {}
     ref = REPO / "bench" / "reference"
     argvs: dict[str, tuple[list[str], bool]] = {
@@ -447,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             [*ours, "--redis-url", redis_url, "--torch-threads", "2"],
             True,
         ),
+        "ours, Redis, 2 workers": ([*serve, "--workers", "2", "--redis-url", redis_url], True),
         "naive, Redis (reference)": (
             [str(ref / "naive_server.py"), "--redis-url", redis_url, "--model", str(model)],
             False,
@@ -472,6 +474,7 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
     ours2 = ("ours, embedded", "ours, Redis")
     all_http = (*ours2, "naive, Redis (reference)", "bare FastAPI (reference)")
     threads = "ours, Redis, torch 2 threads"
+    workers2 = "ours, Redis, 2 workers"
     workloads = [
         Workload(
             "POST one event, 8 connections",
@@ -483,7 +486,7 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
             "POST one event, 64 connections",
             "req/s",
             lambda s, tag: run_wrk(s.url, "single", 1, 64, sec, tag),
-            (*all_http, threads),
+            (*all_http, threads, workers2),
         ),
         Workload(
             "50 events per POST, one stream (64 connections)",
@@ -495,25 +498,25 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
             "POST /v1/events, 256 events over 256 streams (16 connections)",
             "ev/s",
             lambda s, tag: run_wrk(s.url, "multi256", 256, 16, sec, tag),
-            (*ours2, "bare FastAPI (reference)", threads),
+            (*ours2, "bare FastAPI (reference)", threads, workers2),
         ),
         Workload(
             "same, every event with an id (as the Python client sends)",
             "ev/s",
             lambda s, tag: run_wrk(s.url, "multi256", 256, 16, sec, tag, ids=True),
-            ours2,
+            (*ours2, workers2),
         ),
         Workload(
             f"WebSocket ingest, 64 sockets ({args.ws_window} in flight each)",
             "ev/s",
             lambda s, tag: run_ws(s.url, 64, sec, tag, args.ws_window),
-            ours2,
+            (*ours2, workers2),
         ),
         Workload(
             f"same, frame-level client ({args.ws_window} in flight each)",
             "ev/s",
             lambda s, tag: run_ws(s.url, 64, sec, tag, args.ws_window, "ws-raw"),
-            ours2,
+            (*ours2, workers2),
         ),
     ]
     if args.only:
@@ -541,7 +544,7 @@ def measure(args: argparse.Namespace, servers: dict[str, Server]) -> int:
                 table.add(w.name, label, r)
                 print(f"round {rnd + 1} | {w.name} | {label}: {fmt_cell([r], w.unit)}", flush=True)
         # open loop at half of our max single-event rate (64 connections), per store
-        for label in ours2 if single64 else ():
+        for label in (*ours2, workers2) if single64 else ():
             if label not in servers:
                 continue
             max_rate = table.median("POST one event, 64 connections", label)
@@ -564,6 +567,7 @@ def report(
         "ours, embedded",
         "ours, Redis",
         "ours, Redis, torch 2 threads",
+        "ours, Redis, 2 workers",
         "naive, Redis (reference)",
         "bare FastAPI (reference)",
     ]
@@ -577,7 +581,8 @@ def report(
         cells = [fmt_cell(table.cells.get((name, c), []), unit) for c in cols]
         if name.startswith("open loop"):
             cells = [
-                _open_cell(table.cells.get((name, c), [])) if c in cols[:2] else "–" for c in cols
+                _open_cell(table.cells.get((name, c), [])) if (name, c) in table.cells else "–"
+                for c in cols
             ]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("\nper-stage breakdown from /metrics (liquid_stage_seconds; medians over rounds):")

@@ -37,7 +37,6 @@ from service.engine.admin import StreamAdmin
 from service.engine.batcher import Batcher, BatcherClosed, Pending, group_by_stream
 from service.engine.compute import DeviceExecutor, ModelCall, Row, StepBlock
 from service.engine.config import EngineConfig
-from service.engine.encode import live_message
 from service.engine.errors import EngineStopped, StateConflict, StateUnreadable
 from service.engine.guard import finite_row, first_non_finite_step
 from service.engine.jobs import Job, Request
@@ -49,7 +48,7 @@ from service.engine.lane_streams import (
     take_lane,
     take_outputs,
 )
-from service.engine.publish import LivePublisher
+from service.engine.publish import LiveItem, LivePublisher
 from service.engine.registry import ModelRegistry, ServableModel
 from service.engine.results import count_outcomes, results_of
 from service.engine.semantics import Plan, Step, build_record, plan_stream
@@ -429,7 +428,7 @@ class Engine:
             failure, won = exc, exc.results
         t0 = time.perf_counter()
         lost: dict[str, list[Pending[Job]]] = {}
-        messages: list[tuple[str, str]] = []
+        messages: list[LiveItem] = []
         live = messages if self.config.publish_live else None
         at = 0
         for lane, lane_ws in zip(lanes, lane_writes_, strict=True):
@@ -480,7 +479,7 @@ class Engine:
             works.append(_Work(key, pending, model_name, record, version, plan, events))
         return works
 
-    def _resolve(self, w: _Work, messages: list[tuple[str, str]]) -> None:
+    def _resolve(self, w: _Work, messages: list[LiveItem]) -> None:
         """Answer a committed stream's events, count them, and queue its live messages."""
         events = w.events
         version = self._registry.version(w.model_name)
@@ -494,7 +493,7 @@ class Engine:
                 ev = events[outcome.index]
                 if channel is None:  # one stream, one tenant: the same channel for all
                     channel = live_channel(w.pending[outcome.index].item.tenant, ev.stream_id)
-                messages.append((channel, live_message(result, ev.x, output_names)))
+                messages.append((channel, result, ev.x, output_names))
             w.pending[outcome.index].item.settle(result)
 
     async def _refuse_non_finite(self, works: list[_Work], now: float) -> None:

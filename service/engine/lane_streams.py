@@ -18,7 +18,6 @@ import numpy as np
 
 from service.engine.batcher import Pending
 from service.engine.compute import StepBlock
-from service.engine.encode import live_message
 from service.engine.jobs import Job
 from service.engine.lane import (
     DUPLICATE,
@@ -28,6 +27,7 @@ from service.engine.lane import (
     plan_lane,
     windows_after,
 )
+from service.engine.publish import LiveItem
 from service.engine.registry import ModelRegistry
 from service.engine.results import count_tally, results_of, step_prediction
 from service.engine.semantics import Duplicate, OutOfOrder, Policy
@@ -177,7 +177,7 @@ def resolve_lane(
     committed: np.ndarray,
     registry: ModelRegistry,
     metrics: Metrics,
-    messages: list[tuple[str, str]] | None,
+    messages: list[LiveItem] | None,
 ) -> None:
     """Answer the lane's streams: the steps ``committed[j]`` (of ``lane.steps``) and every
     duplicate and out-of-order event (they write nothing); count them; queue the steps' live
@@ -200,7 +200,7 @@ def resolve_lane(
         prediction = step_prediction(ev, dt[j], tuple(lane.y[j]), name, version, reset, count[j])
         if messages is not None:
             channel = live_channel(lane.pending[b].item.tenant, ev.stream_id)
-            messages.append((channel, live_message(prediction, ev.x, output_names)))
+            messages.append((channel, prediction, ev.x, output_names))
         lane.pending[b].item.settle(prediction)
         dts.append(dt[j])
         if reset in COUNTED_RESETS:

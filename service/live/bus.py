@@ -163,6 +163,13 @@ class LiveBus(Protocol):
 
     def subscriber_count(self, channel: str) -> int: ...
 
+    async def listened(self, channels: Sequence[str]) -> list[bool]:
+        """Whether each of ``channels`` has a subscriber now, in any process (``True`` where
+        unknown). A subscriber this misses subscribed after the call, so a message that is
+        only published when this says so still reaches every subscriber that was there when
+        it was made."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -229,6 +236,10 @@ class MemoryLiveBus:
 
     def subscriber_count(self, channel: str) -> int:
         return self._local.count(channel)
+
+    async def listened(self, channels: Sequence[str]) -> list[bool]:
+        count = self._local.count
+        return [count(c) > 0 for c in channels]
 
     async def close(self) -> None:
         self._local.close_all()
@@ -340,6 +351,14 @@ class RedisLiveBus:
 
     def subscriber_count(self, channel: str) -> int:
         return self._local.count(channel)
+
+    async def listened(self, channels: Sequence[str]) -> list[bool]:
+        """One ``PUBSUB NUMSUB`` over ``channels`` (Redis answers it after every command it
+        received before, SUBSCRIBEs included)."""
+        if not channels:
+            return []
+        reply = await self._redis.pubsub_numsub(*channels)  # [(channel, count), ...]
+        return [int(n) > 0 for _, n in reply]
 
     def _ensure_tasks(self) -> None:
         if self._control is None:

@@ -53,6 +53,11 @@ class ClusterLiveBus(RedisLiveBus):
                 pipe.execute_command(self.PUBLISH, channel, message)
             await pipe.execute()
 
+    async def listened(self, channels: Sequence[str]) -> list[bool]:
+        # SHARDNUMSUB answers for the shard asked: one call per shard is not built yet, so on
+        # a cluster every message is published.
+        return [True] * len(channels)
+
     async def _connect(self) -> None:
         # Per-shard connections open on the first SSUBSCRIBE; here only the slot map is needed.
         await self._redis.initialize()

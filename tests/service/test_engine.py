@@ -36,6 +36,7 @@ from service.engine import (
     StreamNotFound,
     UnknownModel,
 )
+from service.engine.encode import rfc3339
 from service.live.bus import LiveBus, MemoryLiveBus, RedisLiveBus
 from service.metrics import Metrics
 from service.store import CasWrite, MemoryStore, StateStore, Versioned
@@ -633,19 +634,48 @@ async def test_committed_predictions_are_published(
     p = res[1]
     assert isinstance(p, Prediction)
     assert second == {
-        "stream_id": "s",
-        "t": T0 + 1.5,
-        "dt": 1.5,
-        "outputs": {"y0": p.y[0], "y1": p.y[1]},
+        "type": "prediction",
         "model": "m",
-        "version": "v1",
-        "duplicate": False,
-        "reset": None,
-        "event_id": "b",
-        "count": 2,
-        "x": [3.0, 4.0],
+        "prediction": {
+            "stream_id": "s",
+            "t": T0 + 1.5,
+            "time": rfc3339(T0 + 1.5),
+            "dt": 1.5,
+            "outputs": {"y0": p.y[0], "y1": p.y[1]},
+            "model": "m",
+            "version": "v1",
+            "duplicate": False,
+            "reset": None,
+            "id": "b",
+            "count": 2,
+            "x": [3.0, 4.0],
+        },
     }
-    assert (first["reset"], first["event_id"], first["count"]) == ("first_event", "a", 1)
+    first = first["prediction"]
+    assert (first["reset"], first["id"], first["count"]) == ("first_event", "a", 1)
+
+
+class _RecordingBus(MemoryLiveBus):
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[str] = []
+
+    async def publish_many(self, messages: Sequence[tuple[str, str]]) -> None:
+        self.published += [channel for channel, _ in messages]
+        await super().publish_many(messages)
+
+
+async def test_predictions_nobody_listens_to_are_not_encoded_or_published(
+    store: StateStore, leaky: Callable[..., Any]
+) -> None:
+    bus = _RecordingBus()
+    sub = bus.subscribe(live_channel(TENANT, "watched"))
+    async with running(make_engine(leaky(), store, live=bus)) as engine:
+        events = [Event(sid, T0 + k, (1.0, 2.0)) for k in range(3) for sid in ("watched", "idle")]
+        await engine.submit(TENANT, "m", events)
+        got = [json.loads(await asyncio.wait_for(sub.get(), 1.0)) for _ in range(3)]
+    assert [m["prediction"]["count"] for m in got] == [1, 2, 3]
+    assert bus.published == [live_channel(TENANT, "watched")] * 3
 
 
 @pytest.mark.integration
@@ -662,8 +692,8 @@ async def test_predictions_reach_live_subscribers_of_another_replica(
         async with running(make_engine(leaky(), store, live=bus_engine)) as engine:
             (p,) = predictions(await engine.submit(TENANT, "m", [Event("s", T0, (1.0, 2.0))]))
             msg = json.loads(await asyncio.wait_for(sub.get(), 2.0))
-        assert msg["outputs"] == {"y0": p.y[0], "y1": p.y[1]}
-        assert msg["t"] == T0
+        assert msg["prediction"]["outputs"] == {"y0": p.y[0], "y1": p.y[1]}
+        assert msg["prediction"]["t"] == T0
     finally:
         await bus_engine.close()
         await bus_ws.close()

@@ -142,6 +142,32 @@ async def test_redis_messages_reach_subscribers_of_another_bus(
     assert await nothing_more(on_a)
 
 
+async def test_memory_listened_says_which_channels_have_subscribers() -> None:
+    bus = MemoryLiveBus()
+    sub = bus.subscribe("heard")
+    assert await bus.listened(["heard", "silent", "heard"]) == [True, False, True]
+    sub.close()
+    assert await bus.listened(["heard"]) == [False]
+    assert await bus.listened([]) == []
+
+
+@pytest.mark.integration
+async def test_redis_listened_counts_subscribers_of_every_process(
+    redis_buses: Callable[..., RedisLiveBus],
+) -> None:
+    publisher, watcher = redis_buses(), redis_buses()
+    heard = "liquid:live:t:{heard}"
+    sub = watcher.subscribe(heard)
+    await asyncio.wait_for(sub.ready(), 2.0)  # confirmed by Redis: counted from now on
+    assert await publisher.listened([heard, "liquid:live:t:{silent}"]) == [True, False]
+    sub.close()
+    for _ in range(200):  # the unsubscribe is sent by the watcher's control task
+        if await publisher.listened([heard]) == [False]:
+            break
+        await asyncio.sleep(0.01)
+    assert await publisher.listened([heard]) == [False]
+
+
 @pytest.mark.integration
 async def test_redis_publish_many_keeps_order_and_text(
     redis_buses: Callable[..., RedisLiveBus],
