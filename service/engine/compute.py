@@ -87,6 +87,9 @@ def forward_rows(
     smallest bucket that holds them (padding rows are masked throughout and cut from the
     answer). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)`` for the ``B`` rows given, the
     block's last. Call in inference mode."""
+    if not rows and block is not None and len(block.dt):
+        y, h = forward_block(model, block, device, buckets, staging)
+        return y[:, None], h
     R = len(rows)
     n = 0 if block is None else len(block.dt)
     B = R + n
@@ -125,6 +128,40 @@ def forward_rows(
             states.append(block.h0[from_block])
     stored = None if not states else states[0] if len(states) == 1 else np.concatenate(states)
     return forward_arrays(model, B, x, dt, mask, reset, stored, resumed, device, staging)
+
+
+def forward_block(
+    model: ServableModel,
+    block: StepBlock,
+    device: torch.device,
+    buckets: Sequence[int] = (),
+    staging: HostStaging | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``model.step`` for the streams of ``block`` alone (the lane's batches): the arrays go
+    to the device as they are, without the ``[B, T, F]`` padding of :func:`forward_rows` (at a
+    small batch its set-up cost as much as the step). Returns ``(y[B,O] presented, h[B,S]
+    <f4)``; same numbers as :func:`forward_rows` (tested)."""
+    B = len(block.dt)
+    P = bucket_size(B, buckets)
+    x = np.ascontiguousarray(block.x, dtype=np.float32)
+    dt = block.dt.astype(np.float32)  # float64 seconds rounded to float32 here, once
+    keep = block.resumed & ~block.fresh  # rows that continue their stored state
+    if P > B:  # padding rows: zero input, Δt 0, from init_state; cut from the answer
+        x = np.concatenate([x, np.zeros((P - B, x.shape[1]), dtype=np.float32)])
+        dt = np.concatenate([dt, np.zeros(P - B, dtype=np.float32)])
+        keep = np.concatenate([keep, np.zeros(P - B, dtype=bool)])
+    stage = staging if staging is not None else HostStaging(device)
+    if keep.all():
+        h0 = stage.to_device("h0", np.ascontiguousarray(block.h0, dtype=np.float32))
+    else:
+        h0 = model.init_state(P, device=device).clone()
+        if keep.any():
+            idx = torch.as_tensor(np.flatnonzero(keep)).to(device)
+            h0[idx] = stage.to_device("h0", np.ascontiguousarray(block.h0[keep[:B]])).to(h0.dtype)
+    y, hT = model.step(stage.to_device("x", x), stage.to_device("dt", dt), h0)
+    y_np = model.present(y)[:B].detach().to("cpu").numpy()
+    h_np = hT[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
+    return y_np, np.ascontiguousarray(h_np)
 
 
 def forward_arrays(

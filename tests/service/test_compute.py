@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from liquidcore.numerics import replay_mismatch
-from service.engine.compute import DeviceExecutor, ModelCall, StepBlock, forward_arrays
+from service.engine.compute import (
+    DeviceExecutor,
+    ModelCall,
+    Row,
+    StepBlock,
+    forward_arrays,
+    forward_rows,
+)
+from service.engine.staging import HostStaging
 from service.metrics import Metrics
 from tests.model_factory import INPUTS, make_model
 
@@ -148,3 +156,38 @@ def test_settings_take_inline_steps_and_refuse_negative() -> None:
     assert engine_config(Settings(inline_steps=0)).inline_steps == 0
     with pytest.raises(ValidationError, match="inline_steps"):
         Settings(inline_steps=-1)
+
+
+@pytest.mark.parametrize("kind", ["cfc", "ltc"])
+@pytest.mark.parametrize("buckets", [(), (16,)])
+def test_a_block_alone_answers_as_the_same_streams_given_as_rows(
+    kind: str, buckets: tuple[int, ...]
+) -> None:
+    """The lane's model call (forward_block) against the per-stream rows of the same steps."""
+    model = make_model(kind)
+    B, S = 11, model.state_size
+    rng = np.random.default_rng(4)
+    block = StepBlock(
+        x=rng.normal(size=(B, INPUTS)).astype(np.float32),
+        dt=rng.uniform(0.01, 3.0, size=B),
+        fresh=np.arange(B) % 4 == 0,
+        resumed=np.arange(B) % 3 != 0,
+        h0=rng.normal(size=(B, S)).astype(np.float32),
+    )
+    rows = [
+        Row.of(
+            block.h0[b].tobytes() if block.resumed[b] else None,
+            [block.x[b].tolist()],
+            [float(block.dt[b])],
+            [bool(block.fresh[b])],
+        )
+        for b in range(B)
+    ]
+    with torch.inference_mode():
+        y, h = forward_rows(model, [], CPU, buckets, HostStaging(CPU), block)
+        want_y, want_h = forward_rows(model, rows, CPU)
+    assert y.shape == want_y.shape
+    assert h.shape == want_h.shape
+    for got, want in ((y, want_y), (h, want_h)):
+        problem = replay_mismatch(got, want, 1)
+        assert problem is None, problem
