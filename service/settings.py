@@ -98,7 +98,10 @@ def available_cores() -> int:
 
 def default_workers(redis_url: str | None, cores: int | None = None) -> int:
     """1 with the in-process store (its state lives in one process); with Redis one worker per
-    two cores (a core for its event loop, one for its model step)."""
+    two cores. A worker needs about one core (small model calls run on its event loop's
+    thread), and on 2 cores 2 workers served 13-30% more events closed-loop but made the
+    open-loop tail 3-4x longer (BENCHMARKS.md, service under load): the other core is for
+    Redis, the clients and the model's intra-op threads on large batches."""
     if not redis_url:
         return 1
     return max(1, (cores or available_cores()) // 2)
