@@ -145,19 +145,21 @@ def forward_block(
     P = bucket_size(B, buckets)
     x = np.ascontiguousarray(block.x, dtype=np.float32)
     dt = block.dt.astype(np.float32)  # float64 seconds rounded to float32 here, once
+    h = np.ascontiguousarray(block.h0, dtype=np.float32)
     keep = block.resumed & ~block.fresh  # rows that continue their stored state
     if P > B:  # padding rows: zero input, Δt 0, from init_state; cut from the answer
-        x = np.concatenate([x, np.zeros((P - B, x.shape[1]), dtype=np.float32)])
-        dt = np.concatenate([dt, np.zeros(P - B, dtype=np.float32)])
-        keep = np.concatenate([keep, np.zeros(P - B, dtype=bool)])
+        pad = P - B
+        x = np.concatenate([x, np.zeros((pad, x.shape[1]), dtype=np.float32)])
+        dt = np.concatenate([dt, np.zeros(pad, dtype=np.float32)])
+        h = np.concatenate([h, np.zeros((pad, h.shape[1]), dtype=np.float32)])
+        keep = np.concatenate([keep, np.zeros(pad, dtype=bool)])
     stage = staging if staging is not None else HostStaging(device)
-    if keep.all():
-        h0 = stage.to_device("h0", np.ascontiguousarray(block.h0, dtype=np.float32))
-    else:
-        h0 = model.init_state(P, device=device).clone()
-        if keep.any():
-            idx = torch.as_tensor(np.flatnonzero(keep)).to(device)
-            h0[idx] = stage.to_device("h0", np.ascontiguousarray(block.h0[keep[:B]])).to(h0.dtype)
+    # Every array is staged at the bucket's shape (bounded pinned buffers, graph-friendly).
+    h0 = stage.to_device("h0", h)
+    if not keep.all():
+        init = model.init_state(P, device=device)
+        rows = stage.to_device("keep", keep)[:, None]
+        h0 = torch.where(rows, h0.to(init.dtype), init) if keep.any() else init
     y, hT = model.step(stage.to_device("x", x), stage.to_device("dt", dt), h0)
     y_np = model.present(y)[:B].detach().to("cpu").numpy()
     h_np = hT[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
