@@ -54,8 +54,10 @@ class ClusterLiveBus(RedisLiveBus):
             await pipe.execute()
 
     async def listened(self, channels: Sequence[str]) -> list[bool]:
-        # SHARDNUMSUB answers for the shard asked: one call per shard is not built yet, so on
-        # a cluster every message is published.
+        # Every message is published on a cluster: PUBSUB SHARDNUMSUB is not redirected (no
+        # MOVED), so asked with a stale slot map during a reshard it would answer 0 for a
+        # channel whose subscribers moved, and their messages would be skipped, where SPUBLISH
+        # follows the redirection and delivers them.
         return [True] * len(channels)
 
     async def _connect(self) -> None:
