@@ -64,3 +64,15 @@ def test_estimate_epoch_time(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_unknown_model_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert tb.main([*SMOKE, "--models", "transformer"]) == 2
     assert "no preset" in capsys.readouterr().err
+
+
+def test_schedule_and_decay_override_the_preset() -> None:
+    args = tb.build_parser().parse_args(["xor", "--lr", "0.0005", "--decay", "0.98"])
+    _, optim = tb.preset_for("xor", "cfc", args)
+    assert (optim.lr, optim.decay, optim.schedule) == (0.0005, 0.98, "exponential")
+    args = tb.build_parser().parse_args(["xor", "--schedule", "cosine"])
+    _, optim = tb.preset_for("xor", "cfc", args)
+    assert optim.schedule == "cosine"
+    assert optim.decay == 0.95  # the preset's
+    with pytest.raises(SystemExit):
+        tb.build_parser().parse_args(["xor", "--schedule", "linear"])
