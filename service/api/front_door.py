@@ -22,11 +22,9 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.routers.fast import takes
+from service.api.routers.fast import MANY_EVENTS_PATH, STREAM_EVENTS_PATH, takes
 
-STREAM_PREFIX = "/v1/streams/"
-STREAM_SUFFIX = "/events"
-MANY_PATH = "/v1/events"
+STREAM_PREFIX, STREAM_SUFFIX = STREAM_EVENTS_PATH.split("{stream_id}")
 
 
 def stream_id_in(path: str) -> str | None:
@@ -52,12 +50,12 @@ class LiquidApp(FastAPI):
         front = self._front
         if front and scope["type"] == "http" and scope["method"] == "POST" and not self.root_path:
             path = scope["path"]
-            if path == MANY_PATH:
-                hit = front.get(MANY_PATH)
+            if path == MANY_EVENTS_PATH:
+                hit = front.get(MANY_EVENTS_PATH)
                 params: dict[str, Any] = {}
             else:
                 sid = stream_id_in(path)
-                hit = None if sid is None else front.get(STREAM_PREFIX + "{stream_id}/events")
+                hit = None if sid is None else front.get(STREAM_EVENTS_PATH)
                 params = {"stream_id": sid}
             if hit is not None and takes(scope):
                 route, stack = hit

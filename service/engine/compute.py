@@ -82,36 +82,31 @@ def forward_rows(
     staging: HostStaging | None = None,
     block: StepBlock | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One ``model.forward`` over ``rows`` and then the streams of ``block`` (one step each),
-    padded to the longest (masked, restarts via ``reset``) and, with ``buckets``, to the
-    smallest bucket that holds them (padding rows are masked throughout and cut from the
-    answer). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)`` for the ``B`` rows given, the
-    block's last. Call in inference mode."""
-    if not rows and block is not None and len(block.dt):
-        y, h = forward_block(model, block, device, buckets, staging)
-        return y[:, None], h
+    """One model call over ``rows`` and then the streams of ``block`` (one step each): when
+    every stream takes one step, one ``model.step`` (:func:`forward_block`); otherwise one
+    ``model.forward`` padded to the longest (masked, restarts via ``reset``). With
+    ``buckets``, padded to the smallest bucket that holds them (padding rows are masked
+    throughout and cut from the answer). Returns ``(y[B,T,O] presented, h_T[B,S] <f4)`` for
+    the ``B`` rows given, the block's last. Call in inference mode."""
     R = len(rows)
     n = 0 if block is None else len(block.dt)
     B = R + n
-    P = bucket_size(B, buckets)  # rows the device sees
     T = max([len(r.dt) for r in rows] + [1] * (n > 0), default=1)
+    if T == 1 and B:  # one step per stream (the common case): the step kernel
+        y, h = forward_block(model, _one_step_block(model, rows, block), device, buckets, staging)
+        return y[:, None], h
+    P = bucket_size(B, buckets)  # rows the device sees
     F, S = model.input_size, model.state_size
     x = np.zeros((P, T, F), dtype=np.float32)
     dt = np.zeros((P, T), dtype=np.float32)
     mask = np.zeros((P, T), dtype=bool)
     reset = np.zeros((P, T), dtype=bool)
-    if T == 1 and R:  # one step per stream (the common case): one conversion per column
-        x[:R, 0] = [r.x[0] for r in rows]
-        dt[:R, 0] = np.array([r.dt[0] for r in rows], dtype=np.float64)
-        mask[:R] = True
-        reset[:R, 0] = [r.fresh[0] for r in rows]
-    else:
-        for b, r in enumerate(rows):
-            k = len(r.dt)
-            x[b, :k] = r.x
-            dt[b, :k] = np.asarray(r.dt, dtype=np.float64)  # rounded to float32 here, once
-            mask[b, :k] = True
-            reset[b, :k] = r.fresh
+    for b, r in enumerate(rows):
+        k = len(r.dt)
+        x[b, :k] = r.x
+        dt[b, :k] = np.asarray(r.dt, dtype=np.float64)  # rounded to float32 here, once
+        mask[b, :k] = True
+        reset[b, :k] = r.fresh
     resumed = [b for b, r in enumerate(rows) if r.h0 is not None]
     states = []
     if resumed:
@@ -128,6 +123,36 @@ def forward_rows(
             states.append(block.h0[from_block])
     stored = None if not states else states[0] if len(states) == 1 else np.concatenate(states)
     return forward_arrays(model, B, x, dt, mask, reset, stored, resumed, device, staging)
+
+
+def _one_step_block(model: ServableModel, rows: list[Row], block: StepBlock | None) -> StepBlock:
+    """``rows`` (one step each) as a :class:`StepBlock`, followed by ``block``'s streams."""
+    if not rows:
+        assert block is not None
+        return block
+    S = model.state_size
+    own = StepBlock(
+        x=np.array([r.x[0] for r in rows], dtype=np.float32).reshape(len(rows), -1),
+        dt=np.array([r.dt[0] for r in rows], dtype=np.float64),
+        fresh=np.array([r.fresh[0] for r in rows], dtype=bool),
+        resumed=np.array([r.h0 is not None for r in rows], dtype=bool),
+        h0=np.frombuffer(b"".join(r.h0 or bytes(4 * S) for r in rows), dtype="<f4").reshape(
+            len(rows), S
+        ),
+    )
+    if block is None or not len(block.dt):
+        return own
+    fields = ("x", "dt", "fresh", "resumed", "h0")
+    return StepBlock(*(np.concatenate([getattr(own, f), getattr(block, f)]) for f in fields))
+
+
+def _to_host(
+    model: ServableModel, y: torch.Tensor, h: torch.Tensor, B: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``B`` rows of a model call's outputs, presented, and states as ``<f4``."""
+    y_np = model.present(y)[:B].detach().to("cpu").numpy()
+    h_np = h[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
+    return y_np, np.ascontiguousarray(h_np)
 
 
 def forward_block(
@@ -161,9 +186,7 @@ def forward_block(
         rows = stage.to_device("keep", keep)[:, None]
         h0 = torch.where(rows, h0.to(init.dtype), init) if keep.any() else init
     y, hT = model.step(stage.to_device("x", x), stage.to_device("dt", dt), h0)
-    y_np = model.present(y)[:B].detach().to("cpu").numpy()
-    h_np = hT[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
-    return y_np, np.ascontiguousarray(h_np)
+    return _to_host(model, y, hT, B)
 
 
 def forward_arrays(
@@ -181,14 +204,8 @@ def forward_arrays(
     """The model call itself: ``x[P,T,F]``, ``dt[P,T]`` float32, ``mask`` and ``reset``
     ``[P,T]`` for ``P >= B`` rows (the first ``B`` answered); ``stored[k,S]``: the states of
     rows ``resumed``, the others start from ``init_state``."""
-    P, T = x.shape[0], x.shape[1]
+    P = x.shape[0]
     stage = staging if staging is not None else HostStaging(device)
-    if T == 1 and stored is not None and reset.any():
-        # One step per stream: a stream that restarts takes init_state, not its stored state.
-        keep = ~reset[np.asarray(resumed, dtype=np.int64), 0]
-        if not keep.all():
-            resumed, stored = np.asarray(resumed)[keep], stored[keep]
-            stored = stored if len(stored) else None
     h_stored = None if stored is None else stage.to_device("h0", stored)
     if h_stored is not None and len(resumed) == P:
         h0 = h_stored
@@ -197,23 +214,14 @@ def forward_arrays(
         if h_stored is not None:
             idx = torch.as_tensor(np.asarray(resumed), dtype=torch.long).to(device)
             h0[idx] = h_stored.to(h0.dtype)
-    if T == 1:
-        # The step kernel (padding rows, all-masked, are cut from the answer anyway): the
-        # sequence path's per-call set-up costs more than a small batch's whole step.
-        y1, hT = model.step(stage.to_device("x", x[:, 0]), stage.to_device("dt", dt[:, 0]), h0)
-        y = y1[:, None]
-    else:
-        y, hT = model.forward(
-            stage.to_device("x", x),
-            stage.to_device("dt", dt),
-            h0=h0,
-            mask=None if mask.all() else stage.to_device("mask", mask),
-            reset=stage.to_device("reset", reset) if reset.any() else None,
-        )
-    y = model.present(y)
-    y_np = y[:B].detach().to("cpu").numpy()
-    h_np = hT[:B].detach().to("cpu", torch.float32).numpy().astype("<f4", copy=False)
-    return y_np, np.ascontiguousarray(h_np)
+    y, hT = model.forward(
+        stage.to_device("x", x),
+        stage.to_device("dt", dt),
+        h0=h0,
+        mask=None if mask.all() else stage.to_device("mask", mask),
+        reset=stage.to_device("reset", reset) if reset.any() else None,
+    )
+    return _to_host(model, y, hT, B)
 
 
 def predict_one(

@@ -18,7 +18,6 @@ from service.engine.compute import (
     ModelCall,
     Row,
     StepBlock,
-    forward_arrays,
     forward_rows,
 )
 from service.engine.staging import HostStaging
@@ -29,28 +28,36 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.anyio
 
 
-def _one_step_batch(
-    rng: np.random.Generator, B: int, S: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """x, dt, mask, reset ``[B, 1]`` and the stored states of the resumed rows: every third row
-    starts from init_state, every fourth restarts (``reset``) though it has a stored state."""
+def _one_step_rows(rng: np.random.Generator, B: int, S: int) -> tuple[list[Row], Any]:
+    """``B`` streams of one step each, as rows, and as the tensors ``model.forward`` takes
+    ``(x[B,1,F], dt[B,1], reset[B,1], h0 rows with a stored state, their states)``: every
+    third stream starts from init_state, every fourth restarts though it has a stored state."""
     x = rng.normal(size=(B, 1, INPUTS)).astype(np.float32)
     dt = rng.uniform(0.01, 3.0, size=(B, 1)).astype(np.float32)
-    mask = np.ones((B, 1), dtype=bool)
     reset = np.zeros((B, 1), dtype=bool)
     reset[::4, 0] = True
     resumed = np.array([b for b in range(B) if b % 3], dtype=np.int64)
     stored = rng.normal(size=(len(resumed), S)).astype(np.float32)
-    return x, dt, mask, reset, resumed, stored
+    states = dict(zip(resumed.tolist(), stored, strict=True))
+    rows = [
+        Row.of(
+            states[b].tobytes() if b in states else None,
+            [x[b, 0].tolist()],
+            [float(dt[b, 0])],
+            [bool(reset[b, 0])],
+        )
+        for b in range(B)
+    ]
+    return rows, (x, dt, reset, resumed, stored)
 
 
 @pytest.mark.parametrize("kind", ["cfc", "ltc"])
 def test_a_one_step_batch_answers_as_the_sequence_path(kind: str) -> None:
     model = make_model(kind)
     B, S = 13, model.state_size
-    x, dt, mask, reset, resumed, stored = _one_step_batch(np.random.default_rng(1), B, S)
+    rows, (x, dt, reset, resumed, stored) = _one_step_rows(np.random.default_rng(1), B, S)
     with torch.inference_mode():
-        y, h = forward_arrays(model, B, x, dt, mask, reset, stored, resumed, CPU)
+        y, h = forward_rows(model, rows, CPU)
         h0 = model.init_state(B).clone()
         h0[torch.as_tensor(resumed)] = torch.from_numpy(stored)
         want_y, want_h = model.forward(
@@ -68,15 +75,18 @@ def test_a_one_step_batch_whose_every_stored_row_restarts_starts_all_from_init()
     model = make_model("cfc")
     B, S = 4, model.state_size
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(B, 1, INPUTS)).astype(np.float32)
-    dt = np.full((B, 1), 0.5, dtype=np.float32)
-    reset = np.array([[True], [False], [True], [False]])
-    resumed = np.array([0, 2])  # both restart: their stored states must not be used
-    stored = np.full((2, S), 1e3, dtype=np.float32)
+    x = rng.normal(size=(B, INPUTS)).astype(np.float32)
+    dt = np.full(B, 0.5, dtype=np.float32)
+    stored = np.full(S, 1e3, dtype=np.float32).tobytes()
+    # rows 0 and 2 have stored states and restart: their stored states must not be used
+    rows = [
+        Row.of(stored if b % 2 == 0 else None, [x[b].tolist()], [0.5], [b % 2 == 0])
+        for b in range(B)
+    ]
     with torch.inference_mode():
-        _, h = forward_arrays(model, B, x, dt, np.ones((B, 1), bool), reset, stored, resumed, CPU)
+        _, h = forward_rows(model, rows, CPU)
         h0 = model.init_state(B)
-        _, want = model.step(torch.from_numpy(x[:, 0]), torch.from_numpy(dt[:, 0]), h0)
+        _, want = model.step(torch.from_numpy(x), torch.from_numpy(dt), h0)
     np.testing.assert_allclose(h, want.numpy(), rtol=1e-6, atol=1e-6)
 
 
@@ -92,7 +102,7 @@ def _calls(model: Any, steps: int) -> list[ModelCall]:
     return [(model, [], block)]
 
 
-class _ThreadOfForward:
+class _ThreadOfStep:
     """Wraps a model and records the thread of each ``step``/``forward`` call."""
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -114,7 +124,7 @@ class _ThreadOfForward:
 
 
 async def test_small_cpu_calls_run_inline_others_and_those_beside_a_worker_call_do_not() -> None:
-    model = _ThreadOfForward(make_model("cfc"))
+    model = _ThreadOfStep(make_model("cfc"))
     executor = DeviceExecutor("cpu", Metrics(), inline_steps=8)
     main = threading.current_thread().name
     try:
@@ -137,7 +147,7 @@ async def test_small_cpu_calls_run_inline_others_and_those_beside_a_worker_call_
 
 
 async def test_inline_steps_zero_keeps_every_call_on_the_worker() -> None:
-    model = _ThreadOfForward(make_model("cfc"))
+    model = _ThreadOfStep(make_model("cfc"))
     executor = DeviceExecutor("cpu", Metrics(), inline_steps=0)
     try:
         await executor.forward(_calls(model, 1))
@@ -160,10 +170,12 @@ def test_settings_take_inline_steps_and_refuse_negative() -> None:
 
 @pytest.mark.parametrize("kind", ["cfc", "ltc"])
 @pytest.mark.parametrize("buckets", [(), (16,)])
-def test_a_block_alone_answers_as_the_same_streams_given_as_rows(
-    kind: str, buckets: tuple[int, ...]
+@pytest.mark.parametrize("as_rows", [0, 5])
+def test_a_block_answers_as_the_same_streams_given_as_rows(
+    kind: str, buckets: tuple[int, ...], as_rows: int
 ) -> None:
-    """The lane's model call (forward_block) against the per-stream rows of the same steps."""
+    """The lane's block (alone, or after ``as_rows`` streams given as rows) against the
+    per-stream rows of the same steps."""
     model = make_model(kind)
     B, S = 11, model.state_size
     rng = np.random.default_rng(4)
@@ -184,7 +196,11 @@ def test_a_block_alone_answers_as_the_same_streams_given_as_rows(
         for b in range(B)
     ]
     with torch.inference_mode():
-        y, h = forward_rows(model, [], CPU, buckets, HostStaging(CPU), block)
+        rest = StepBlock(
+            block.x[as_rows:], block.dt[as_rows:], block.fresh[as_rows:],
+            block.resumed[as_rows:], block.h0[as_rows:],
+        )  # fmt: skip
+        y, h = forward_rows(model, rows[:as_rows], CPU, buckets, HostStaging(CPU), rest)
         want_y, want_h = forward_rows(model, rows, CPU)
     assert y.shape == want_y.shape
     assert h.shape == want_h.shape

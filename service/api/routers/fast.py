@@ -78,7 +78,9 @@ class _ManyStreams(_FastEvents):
         return await submit_many_streams(ctx, tenant, served, raw, fmt, at)
 
 
-_FAST = {"/v1/streams/{stream_id}/events": _StreamEvents, "/v1/events": _ManyStreams}
+STREAM_EVENTS_PATH = "/v1/streams/{stream_id}/events"
+MANY_EVENTS_PATH = "/v1/events"
+_FAST = {STREAM_EVENTS_PATH: _StreamEvents, MANY_EVENTS_PATH: _ManyStreams}
 
 
 def fast_routes(routes: list[Any]) -> list[Route]:
