@@ -99,8 +99,8 @@ def available_cores() -> int:
 def default_workers(redis_url: str | None, cores: int | None = None) -> int:
     """1 with the in-process store (its state lives in one process); with Redis one worker per
     two cores. A worker needs about one core (small model calls run on its event loop's
-    thread), and on 2 cores 2 workers served 13-30% more events closed-loop but made the
-    open-loop tail 3-4x longer (BENCHMARKS.md, service under load): the other core is for
+    thread), and on 2 cores 2 workers served 15-49% more events closed-loop but made the
+    open-loop tail 2-4x longer (BENCHMARKS.md, service under load): the other core is for
     Redis, the clients and the model's intra-op threads on large batches."""
     if not redis_url:
         return 1

@@ -166,6 +166,10 @@ def test_settings_take_inline_steps_and_refuse_negative() -> None:
     assert engine_config(Settings(inline_steps=0)).inline_steps == 0
     with pytest.raises(ValidationError, match="inline_steps"):
         Settings(inline_steps=-1)
+    from service.engine.config import EngineConfig
+
+    with pytest.raises(ValueError, match="inline_steps must be >= 0"):
+        EngineConfig(inline_steps=-1)
 
 
 @pytest.mark.parametrize("kind", ["cfc", "ltc"])

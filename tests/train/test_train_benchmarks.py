@@ -76,3 +76,9 @@ def test_schedule_and_decay_override_the_preset() -> None:
     assert optim.decay == 0.95  # the preset's
     with pytest.raises(SystemExit):
         tb.build_parser().parse_args(["xor", "--schedule", "linear"])
+
+
+def test_a_decay_outside_zero_one_is_refused() -> None:
+    args = tb.build_parser().parse_args(["xor", "--decay", "1.5"])
+    with pytest.raises(ValueError, match="decay must be in"):
+        tb.preset_for("xor", "cfc", args)
